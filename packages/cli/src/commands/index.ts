@@ -1,0 +1,36 @@
+/** A command: takes its own arguments, answers the exit code. */
+export type Command = (argv: string[]) => Promise<number>;
+
+const lazy = (load: () => Promise<{ default: Command }>): Command => async (argv) => (await load()).default(argv);
+
+export const commands: Record<string, Command> = {
+  server: lazy(() => import('./server.js')),
+  'server pair': lazy(() => import('./serverPair.js')),
+  'server reset-password': lazy(() => import('./serverResetPassword.js')),
+  pair: lazy(() => import('./pair.js')),
+  sync: lazy(() => import('./sync.js')),
+  status: lazy(() => import('./status.js')),
+  unpair: lazy(() => import('./unpair.js')),
+};
+
+export const USAGE = `Usage: keepsync <command> [options]
+
+NAS server
+  server [--data DIR] [--certs DIR] [--host ADDR] [--port N] [--database-url URL]
+         [--public-url URL] [--cert FILE --key FILE]
+                                   run the server until SIGINT/SIGTERM
+  server pair [--data DIR | --database-url URL] [--name NAME]
+                                   print a single-use pairing link (15 minutes)
+  server reset-password [--data DIR | --database-url URL]
+                                   set and print a new admin password
+
+Device
+  pair LINK --dir DIR [--name NAME] [--folder NAME]
+                                   pair this device and bind DIR to a server folder
+  sync [--once]                    sync continuously (or until both sides agree)
+  status [--json]                  server, folder, connection, pending counts
+  unpair                           forget the pairing; local files stay
+
+Every device command takes --home DIR (default: your config dir + /keepsync).
+Add --debug to any command for stack traces.
+`;

@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+import { Exit, UsageError, reportFailure, setDebug } from './output.js';
+import { USAGE, commands } from './commands/index.js';
+
+async function main(argv: string[]): Promise<number> {
+  setDebug(argv.includes('--debug'));
+  const [first, second, ...rest] = argv;
+  if (!first || first === 'help' || first === '--help' || first === '-h') {
+    process.stdout.write(USAGE);
+    return first ? Exit.OK : Exit.USAGE;
+  }
+  if (first === '--version') {
+    const { KEEPSYNC_VERSION } = await import('@keepsync/protocol');
+    process.stdout.write(`${KEEPSYNC_VERSION}\n`);
+    return Exit.OK;
+  }
+  // Two-word commands first (`server pair`, `trash restore`), then one-word ones.
+  const two = second && commands[`${first} ${second}`];
+  if (two) return two(rest);
+  const one = commands[first];
+  if (!one) throw new UsageError(`unknown command: ${first}`);
+  return one(second === undefined ? rest : [second, ...rest]);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.exitCode = reportFailure(err);
+  },
+);

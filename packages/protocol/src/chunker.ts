@@ -1,0 +1,151 @@
+import { createHash, type Hash } from 'node:crypto';
+
+/**
+ * Content-defined chunking (FastCDC with normalized chunking, level 2) and
+ * SHA-256 hashing in one streaming pass. Boundaries depend only on the bytes
+ * around them, so an insert in the middle of a file changes only the chunks
+ * it touches.
+ *
+ * Chunk sizes scale with the file so that a manifest stays small: files up to
+ * 512 MiB use 64 KiB average chunks (16 KiB min, 256 KiB max); each doubling
+ * above that doubles the chunk sizes, up to 4 MiB average (16 MiB max).
+ */
+
+export interface ChunkParams {
+  readonly min: number;
+  readonly avg: number;
+  readonly max: number;
+  /** Mask used below the average size (harder to match). */
+  readonly maskS: number;
+  /** Mask used above the average size (easier to match). */
+  readonly maskL: number;
+}
+
+const BASE_AVG_BITS = 16;
+const MAX_AVG_BITS = 22;
+/** Chunks a manifest aims at, at most (before the size class grows). */
+const TARGET_CHUNKS = 8192;
+
+function topMask(bits: number): number {
+  return (0xffffffff << (32 - bits)) | 0;
+}
+
+/** The chunking parameters for a file of `size` bytes. */
+export function chunkParamsFor(size: number): ChunkParams {
+  let bits = BASE_AVG_BITS;
+  while (bits < MAX_AVG_BITS && size / 2 ** bits > TARGET_CHUNKS) bits++;
+  const avg = 2 ** bits;
+  return { min: avg / 4, avg, max: avg * 4, maskS: topMask(bits + 2), maskL: topMask(bits - 2) };
+}
+
+/** 256 fixed pseudo-random 32-bit values (xorshift32 from a fixed seed). Never change. */
+export const GEAR: Int32Array = (() => {
+  const table = new Int32Array(256);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < 256; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    table[i] = x | 0;
+  }
+  return table;
+})();
+
+/** A chunk found by the chunker: its SHA-256 (hex), size and offset in the file. */
+export interface ChunkRef {
+  hash: string;
+  size: number;
+  offset: number;
+}
+
+/** Result of chunking a whole file. */
+export interface ChunkedFile {
+  /** SHA-256 of the whole content, hex. */
+  hash: string;
+  size: number;
+  chunks: ChunkRef[];
+}
+
+/**
+ * Streaming chunker: feed buffers with `update`, then call `finish`. Memory use
+ * is constant: no chunk is ever held in full.
+ */
+export class Chunker {
+  private readonly params: ChunkParams;
+  private readonly fileHash: Hash = createHash('sha256');
+  private chunkHash: Hash = createHash('sha256');
+  private readonly chunks: ChunkRef[] = [];
+  private gear = 0;
+  private len = 0;
+  private offset = 0;
+
+  /** @param expectedSize the file size from stat, which picks the size class. */
+  constructor(expectedSize: number) {
+    this.params = chunkParamsFor(expectedSize);
+  }
+
+  update(buf: Uint8Array): void {
+    this.fileHash.update(buf);
+    const { min, avg, max, maskS, maskL } = this.params;
+    let start = 0;
+    let i = 0;
+    const n = buf.length;
+    while (i < n) {
+      // Skip the first `min` bytes of a chunk: no cut point can lie there.
+      if (this.len < min) {
+        const skip = Math.min(min - this.len, n - i);
+        this.len += skip;
+        i += skip;
+        continue;
+      }
+      let h = this.gear;
+      let len = this.len;
+      let cut = false;
+      while (i < n) {
+        h = ((h << 1) + GEAR[buf[i]]) | 0;
+        i++;
+        len++;
+        if (len >= max || (h & (len < avg ? maskS : maskL)) === 0) {
+          cut = true;
+          break;
+        }
+      }
+      this.gear = h;
+      this.len = len;
+      if (cut) {
+        this.chunkHash.update(buf.subarray(start, i));
+        this.emit();
+        start = i;
+      }
+    }
+    if (start < n) this.chunkHash.update(buf.subarray(start, n));
+  }
+
+  private emit(): void {
+    this.chunks.push({ hash: this.chunkHash.digest('hex'), size: this.len, offset: this.offset });
+    this.offset += this.len;
+    this.chunkHash = createHash('sha256');
+    this.gear = 0;
+    this.len = 0;
+  }
+
+  finish(): ChunkedFile {
+    if (this.len > 0) this.emit();
+    return { hash: this.fileHash.digest('hex'), size: this.offset, chunks: this.chunks };
+  }
+}
+
+/** Chunks an in-memory buffer (tests and small content). */
+export function chunkBuffer(buf: Uint8Array): ChunkedFile {
+  const c = new Chunker(buf.length);
+  c.update(buf);
+  return c.finish();
+}
+
+/** SHA-256 of bytes, hex. */
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** SHA-256 of the empty content. */
+export const EMPTY_HASH = sha256Hex(new Uint8Array(0));

@@ -1,0 +1,23 @@
+/** OS and editor junk never synced, in gitignore syntax. */
+export const DEFAULT_IGNORES: readonly string[] = [
+  '.DS_Store',
+  '._*',
+  '.Spotlight-V100',
+  '.Trashes',
+  '.fseventsd',
+  'Thumbs.db',
+  'ehthumbs.db',
+  'desktop.ini',
+  '$RECYCLE.BIN/',
+  '~$*',
+  '.~lock.*#',
+  '*.swp',
+  '*.swx',
+  '*.swo',
+  '*~',
+  '.#*',
+  '.keepsync-*',
+];
+
+/** The ignore file read from a folder's root. */
+export const IGNORE_FILE = '.keepsyncignore';

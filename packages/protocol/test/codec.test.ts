@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { encode } from '@msgpack/msgpack';
+import {
+  MAX_CONTROL_FRAME, applyManifestDelta, decodeClientMessage, decodeServerMessage, diffManifest, encodeMessage,
+  packManifest, unpackManifest, type ClientMessage,
+} from '@keepsync/protocol';
+
+const h = (c: string) => c.repeat(64);
+
+function refusal(frame: Uint8Array): string {
+  try {
+    decodeClientMessage(frame);
+  } catch (err) {
+    return (err as { code: string }).code;
+  }
+  return 'accepted';
+}
+
+describe('codec', () => {
+  describe('#decodeClientMessage', () => {
+    it('round-trips every kind of op in a push', () => {
+      const manifest = packManifest([{ hash: h('a'), size: 10 }]);
+      const msg: ClientMessage = {
+        type: 'push', id: 7, ops: [
+          { op: 'put', path: 'a/b.txt' as never, base: 0, size: 10, hash: h('b'), mtime: 1700000000000, exec: true, manifest: { full: manifest } },
+          { op: 'mkdir', path: 'a' as never },
+          { op: 'delete', path: 'c' as never, kind: 'dir', base: 0, seq: 12 },
+          { op: 'move', from: 'x' as never, to: 'y/x' as never, kind: 'file', base: 3 },
+        ],
+      };
+      assert.deepEqual(decodeClientMessage(encodeMessage(msg)), msg);
+    });
+
+    it('refuses bytes that are not msgpack', () => {
+      assert.equal(refusal(Buffer.from([0xc1, 0xff, 0x00])), 'FRAME_INVALID');
+    });
+
+    it('refuses truncated frames', () => {
+      const frame = encodeMessage({ type: 'list', id: 1, since: 0 });
+      assert.equal(refusal(frame.subarray(0, frame.length - 2)), 'FRAME_INVALID');
+    });
+
+    it('refuses frames that are not maps', () => {
+      assert.equal(refusal(encode([1, 2, 3])), 'FRAME_INVALID');
+      assert.equal(refusal(encode('hello')), 'FRAME_INVALID');
+    });
+
+    it('refuses unknown message types', () => {
+      assert.equal(refusal(encode({ type: 'format-disk', id: 1 })), 'FRAME_INVALID');
+    });
+
+    it('refuses wrong field types', () => {
+      assert.equal(refusal(encode({ type: 'list', id: '1', since: 0 })), 'FRAME_INVALID');
+      assert.equal(refusal(encode({ type: 'list', id: -1, since: 0 })), 'FRAME_INVALID');
+      assert.equal(refusal(encode({ type: 'list', id: 1.5, since: 0 })), 'FRAME_INVALID');
+    });
+
+    it('refuses hostile paths in ops', () => {
+      const push = (path: string) => encode({ type: 'push', id: 1, ops: [{ op: 'mkdir', path }] });
+      assert.equal(refusal(push('../../etc')), 'PATH_INVALID');
+      assert.equal(refusal(push('/etc')), 'PATH_INVALID');
+      assert.equal(refusal(push('a\u0000b')), 'PATH_INVALID');
+    });
+
+    it('refuses oversized control frames', () => {
+      const frame = encode({ type: 'list', id: 1, since: 0, pad: 'x'.repeat(MAX_CONTROL_FRAME) });
+      assert.equal(refusal(frame), 'FRAME_TOO_LARGE');
+    });
+
+    it('refuses manifests that are not whole records', () => {
+      const frame = encode({ type: 'push', id: 1, ops: [{ op: 'put', path: 'a', base: 0, size: 1, hash: h('c'), mtime: 0, exec: false, manifest: { full: new Uint8Array(35) } }] });
+      assert.equal(refusal(frame), 'FRAME_INVALID');
+    });
+
+    it('refuses chunk uploads whose hash is not 32 bytes', () => {
+      assert.equal(refusal(encode({ type: 'put-chunk', id: 1, hash: new Uint8Array(31), data: new Uint8Array(4) })), 'FRAME_INVALID');
+    });
+  });
+
+  describe('#decodeServerMessage', () => {
+    it('refuses hostile paths from a server', () => {
+      const frame = encode({ type: 'changes', id: 1, seq: 1, more: false, entries: [{ path: '../x', kind: 'file', deleted: false, seq: 1, version: 1, size: 0, hash: '', mtime: 0, exec: false }] });
+      assert.throws(() => decodeServerMessage(frame), /invalid path/);
+    });
+  });
+
+  describe('manifest delta', () => {
+    it('sends only the changed middle and rebuilds the manifest', () => {
+      const chunks = Array.from({ length: 100 }, (_, i) => ({ hash: i.toString(16).padStart(64, '0'), size: 1000 + i }));
+      const base = packManifest(chunks);
+      const next = packManifest([...chunks.slice(0, 40), { hash: h('e'), size: 5 }, ...chunks.slice(42)]);
+      const delta = diffManifest(9, base, next);
+      assert.equal(delta.head, 40);
+      assert.equal(delta.tail, 58);
+      assert.equal(delta.middle.byteLength, 36);
+      assert.deepEqual(unpackManifest(applyManifestDelta(base, delta)), unpackManifest(next));
+    });
+
+    it('refuses a delta that does not fit its base', () => {
+      const base = packManifest([{ hash: h('a'), size: 1 }]);
+      assert.throws(() => applyManifestDelta(base, { base: 1, head: 1, tail: 1, middle: new Uint8Array(0) }));
+    });
+  });
+});

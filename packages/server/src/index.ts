@@ -1,0 +1,3 @@
+export { FsContentStore } from "./storage/FsContentStore.js";
+export type { ContentStore } from "./storage/ContentStore.js";
+export { openDatabase } from "./storage/db.js";

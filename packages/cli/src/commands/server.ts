@@ -1,5 +1,45 @@
-import { KeepsyncError } from '@keepsync/protocol';
+import { startServer } from '@keepsync/server';
+import { intFlag, parse } from '../args.js';
+import { UsageError } from '../output.js';
 
-export default async function run(_argv: string[]): Promise<number> {
-  throw new KeepsyncError('UNAVAILABLE', 'this command is not available in this build yet');
+/** `keepsync server`: runs the NAS server until SIGINT/SIGTERM. */
+export default async function run(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    data: { type: 'string' },
+    certs: { type: 'string' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'database-url': { type: 'string' },
+    'public-url': { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    'insecure-http': { type: 'boolean' },
+  });
+  if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together');
+  const port = intFlag('port', values.port ?? process.env.KEEPSYNC_PORT, 0, 65535);
+  const server = await startServer({
+    dataDir: values.data,
+    certsDir: values.certs,
+    host: values.host,
+    port,
+    databaseUrl: values['database-url'],
+    publicUrl: values['public-url'],
+    certFile: values.cert,
+    keyFile: values.key,
+    insecureHttp: values['insecure-http'],
+  });
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  out(`keepsync server listening on ${server.url}`);
+  out(`admin page: ${server.url}/admin`);
+  if (server.fingerprint) out(`certificate fingerprint: sha256/${server.fingerprint}`);
+  else out('plain HTTP: TLS is expected to be terminated by a reverse proxy in front of this server');
+  if (server.adminPassword) out(`admin password: ${server.adminPassword}`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  process.stderr.write('keepsync server shutting down\n');
+  await server.close();
+  return 0;
 }

@@ -1,5 +1,18 @@
-import { KeepsyncError } from '@keepsync/protocol';
+import { runSync } from '@keepsync/client';
+import { parse } from '../args.js';
+import { homeFrom } from './home.js';
 
-export default async function run(_argv: string[]): Promise<number> {
-  throw new KeepsyncError('UNAVAILABLE', 'this command is not available in this build yet');
+/** `keepsync sync [--once]`: syncs until stopped, or until both sides agree. */
+export default async function run(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { home: { type: 'string' }, once: { type: 'boolean' }, quiet: { type: 'boolean' } });
+  const home = homeFrom(values.home);
+  const pairing = home.requirePairing();
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  if (!values.quiet) process.stderr.write(`syncing ${pairing.dir} with folder ${pairing.folder} on ${pairing.server}\n`);
+  await runSync(home, { once: values.once, signal: controller.signal, progress: !values.quiet });
+  if (values.once && !values.quiet) process.stderr.write('in sync\n');
+  return 0;
 }

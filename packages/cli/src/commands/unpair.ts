@@ -1,5 +1,15 @@
-import { KeepsyncError } from '@keepsync/protocol';
+import { parse } from '../args.js';
+import { homeFrom } from './home.js';
 
-export default async function run(_argv: string[]): Promise<number> {
-  throw new KeepsyncError('UNAVAILABLE', 'this command is not available in this build yet');
+/** `keepsync unpair`: forgets the pairing and the index; the folder's files stay. */
+export default async function run(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { home: { type: 'string' } });
+  const home = homeFrom(values.home);
+  const p = home.readPairing();
+  if (!home.forget() || !p) {
+    process.stdout.write('this device was not paired\n');
+    return 0;
+  }
+  process.stdout.write(`unpaired from ${p.server}; the files in ${p.dir} stay where they are\n`);
+  return 0;
 }

@@ -1,0 +1,169 @@
+import os from 'node:os';
+import { CloseCode, KeepsyncError, errorMessage, isKeepsyncError } from '@keepsync/protocol';
+import type { ClientHome, Pairing } from './home.js';
+import { LocalIndex } from './index/LocalIndex.js';
+import { LocalFolder } from './folder/LocalFolder.js';
+import { Scanner } from './scanner/Scanner.js';
+import { Connection } from './transport/Connection.js';
+import { Engine } from './sync/Engine.js';
+import { Progress } from './progress.js';
+import { watchFolder, type Watcher } from './watcher/Watcher.js';
+
+export interface SyncOptions {
+  /** Stop once both sides agree. */
+  once?: boolean;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  /** Show progress lines on stderr for long work. */
+  progress?: boolean;
+  /** Debounce for watcher events, ms. */
+  debounceMs?: number;
+}
+
+/** Errors after which retrying cannot help: stop and tell the user. */
+const FATAL = new Set(['TOKEN_REVOKED', 'TOKEN_INVALID', 'FOLDER_UNKNOWN', 'PROTOCOL_VERSION', 'FINGERPRINT_MISMATCH', 'FOLDER_ROOT_MISSING']);
+
+/**
+ * Runs sync for a paired device: connects (reconnecting with exponential
+ * backoff and jitter), watches the folder, and runs engine cycles whenever
+ * something changed on either side. Resolves when stopped (signal) or, with
+ * `once`, when both sides agree; rejects on a fatal error.
+ */
+export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise<void> {
+  const pairing = home.requirePairing();
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const folder = new LocalFolder(pairing.dir);
+  const scanner = new Scanner(pairing.dir);
+  const index = new LocalIndex(home.indexFile);
+  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false) });
+  const state = { connected: false, pendingUp: 0, pendingDown: 0, lastSyncAt: null as string | null, lastError: null as string | null };
+  const publish = () => home.writeState({ pid: process.pid, ...state, updatedAt: new Date().toISOString() });
+  let wake: (() => void) | undefined;
+  let kicked = true;
+  const kick = () => {
+    kicked = true;
+    wake?.();
+  };
+  opts.signal?.addEventListener('abort', kick);
+  let watcher: Watcher | undefined;
+  let debounce: NodeJS.Timeout | undefined;
+  try {
+    await folder.cleanTemps(['']);
+    if (!opts.once) {
+      watcher = await watchFolder(
+        pairing.dir,
+        (rels) => {
+          for (const r of rels) engine.markLocal(r);
+          clearTimeout(debounce);
+          debounce = setTimeout(kick, opts.debounceMs ?? 10);
+        },
+        () => {
+          engine.markFullScan();
+          kick();
+        },
+      );
+    }
+    let backoff = 500;
+    while (!opts.signal?.aborted) {
+      let conn: Connection;
+      try {
+        conn = await connect(pairing, index);
+      } catch (err) {
+        if (isKeepsyncError(err) && FATAL.has(err.code)) throw err;
+        state.lastError = errorMessage(err);
+        publish();
+        if (opts.once) throw err;
+        log(`${errorMessage(err)}; retrying in ${Math.round(backoff / 1000)} s`);
+        await sleep(backoff * (0.5 + Math.random()), opts.signal);
+        backoff = Math.min(backoff * 2, 60_000);
+        continue;
+      }
+      backoff = 500;
+      engine.adoptEpoch(conn.welcome.folder.epoch, conn.welcome.folder.seq);
+      state.connected = true;
+      state.lastError = null;
+      publish();
+      conn.on('changed', (seq) => {
+        if (seq > index.seq) kick();
+      });
+      conn.on('close', () => kick());
+      try {
+        const done = await loop(conn);
+        if (done) return;
+      } catch (err) {
+        if (conn.closeCode === CloseCode.TOKEN_REVOKED || (isKeepsyncError(err) && FATAL.has(err.code))) {
+          throw conn.closeCode === CloseCode.TOKEN_REVOKED ? new KeepsyncError('TOKEN_REVOKED', 'this device was removed from the server; local files are kept. Pair it again to resume syncing') : err;
+        }
+        if (opts.once && !conn.closed) throw err;
+        log(`sync interrupted: ${errorMessage(err)}; reconnecting`);
+      } finally {
+        conn.close();
+        state.connected = false;
+        publish();
+      }
+      if (!opts.signal?.aborted) await sleep(backoff * (0.5 + Math.random()), opts.signal);
+    }
+  } finally {
+    clearTimeout(debounce);
+    await watcher?.close();
+    index.close();
+    state.connected = false;
+    publish();
+  }
+
+  /** Runs cycles on this connection; answers true when `once` is satisfied. */
+  async function loop(conn: Connection): Promise<boolean> {
+    let idleRounds = 0;
+    for (;;) {
+      if (opts.signal?.aborted) return true;
+      if (conn.closed) throw new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
+      if (!kicked && !opts.once) {
+        await new Promise<void>((r) => {
+          wake = r;
+          // A periodic full scan catches what the watcher missed.
+          const t = setTimeout(() => {
+            engine.markFullScan();
+            r();
+          }, 5 * 60_000);
+          t.unref();
+        });
+        wake = undefined;
+        continue;
+      }
+      kicked = false;
+      const result = await engine.cycle(conn);
+      state.pendingUp = result.pendingUp;
+      state.pendingDown = result.pendingDown;
+      if (!result.worked) {
+        state.lastSyncAt = new Date().toISOString();
+        state.pendingUp = state.pendingDown = 0;
+        publish();
+        if (opts.once) {
+          // Settled when a cycle found nothing to do and nothing new arrived meanwhile.
+          if (++idleRounds >= 1 && !engine.hasLocalWork) return true;
+        }
+      } else {
+        idleRounds = 0;
+        kicked = true;
+        publish();
+      }
+    }
+  }
+}
+
+async function connect(p: Pairing, index: LocalIndex): Promise<Connection> {
+  return Connection.open({
+    server: p.server, fingerprint: p.fingerprint, token: p.token, folder: p.folder, epoch: index.epoch, seq: index.seq,
+    platform: `${os.platform()}-${os.arch()}`,
+  });
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+}

@@ -1,0 +1,167 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { KeepsyncError, TEMP_PREFIX } from '@keepsync/protocol';
+
+/** What a path must still look like on disk before it may be replaced or removed. */
+export interface Expected {
+  /** The path must be absent. */
+  absent?: boolean;
+  kind?: 'file' | 'dir';
+  size?: number;
+  mtime?: number;
+  ino?: number;
+}
+
+/** A file being written: chunks are appended, then `commit` renames it into place. */
+export interface PendingWrite {
+  fh: fsp.FileHandle;
+  tmp: string;
+  target: string;
+}
+
+/**
+ * The only code that writes into the user's folder. Every write goes to a
+ * temporary `.keepsync-*` file next to the target and is renamed into place
+ * only after the target is checked again against what the index expects, so
+ * a change the user made meanwhile is never overwritten or deleted. Paths
+ * are checked to stay inside the root, through real directories only.
+ */
+export class LocalFolder {
+  constructor(readonly root: string) {}
+
+  abs(localPath: string): string {
+    const p = path.join(this.root, ...localPath.split('/'));
+    if (p !== this.root && !p.startsWith(this.root + path.sep)) throw new KeepsyncError('PATH_INVALID', `refusing to touch ${localPath}: outside the folder`);
+    return p;
+  }
+
+  /** The folder root exists and is a directory. */
+  rootExists(): boolean {
+    try {
+      return fs.statSync(this.root).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  /** Creates the parents of `localPath` as real directories (never through a symlink). */
+  async ensureParents(localPath: string): Promise<void> {
+    const parts = localPath.split('/').slice(0, -1);
+    let cur = this.root;
+    for (const part of parts) {
+      cur = path.join(cur, part);
+      const st = await fsp.lstat(cur).catch(() => undefined);
+      if (st?.isDirectory()) continue;
+      if (st) throw new KeepsyncError('CONFLICT', `cannot write inside ${path.relative(this.root, cur)}: it is not a folder here`);
+      await fsp.mkdir(cur).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
+    }
+  }
+
+  /** True when the path on disk still matches `exp`. */
+  async matches(localPath: string, exp: Expected): Promise<boolean> {
+    const st = await fsp.lstat(this.abs(localPath)).catch(() => undefined);
+    if (exp.absent) return st === undefined;
+    if (!st) return false;
+    if (exp.kind === 'dir') return st.isDirectory();
+    if (!st.isFile()) return false;
+    return (exp.size === undefined || st.size === exp.size) && (exp.mtime === undefined || st.mtimeMs === exp.mtime) && (exp.ino === undefined || st.ino === exp.ino);
+  }
+
+  async begin(localPath: string): Promise<PendingWrite> {
+    await this.ensureParents(localPath);
+    const target = this.abs(localPath);
+    const tmp = path.join(path.dirname(target), `${TEMP_PREFIX}${randomBytes(6).toString('hex')}`);
+    const fh = await fsp.open(tmp, 'wx', 0o644);
+    return { fh, tmp, target };
+  }
+
+  /** Drops a pending write, leaving nothing behind. */
+  async abort(w: PendingWrite): Promise<void> {
+    await w.fh.close().catch(() => {});
+    await fsp.rm(w.tmp, { force: true });
+  }
+
+  /**
+   * Sets times and mode, then renames into place if the target still matches
+   * `exp`. Answers the new file's stat, or undefined (and nothing changed)
+   * when the target changed meanwhile.
+   */
+  async commit(w: PendingWrite, localPath: string, mtime: number, exec: boolean, exp: Expected): Promise<fs.Stats | undefined> {
+    try {
+      await w.fh.close();
+      const when = new Date(mtime);
+      await fsp.utimes(w.tmp, when, when);
+      if (exec) await fsp.chmod(w.tmp, 0o755);
+      if (!(await this.matches(localPath, exp))) {
+        await fsp.rm(w.tmp, { force: true });
+        return undefined;
+      }
+      await fsp.rename(w.tmp, w.target);
+      return await fsp.lstat(w.target);
+    } catch (err) {
+      await fsp.rm(w.tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async mkdir(localPath: string): Promise<fs.Stats> {
+    await this.ensureParents(localPath);
+    await fsp.mkdir(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    return fsp.lstat(this.abs(localPath));
+  }
+
+  /** Removes a file only if it is still what the index last synced. */
+  async removeFile(localPath: string, exp: Expected): Promise<boolean> {
+    if (!(await this.matches(localPath, exp))) return false;
+    await fsp.rm(this.abs(localPath), { force: true });
+    return true;
+  }
+
+  /** Removes a folder only when it is empty (its contents were handled first). */
+  async removeDir(localPath: string): Promise<boolean> {
+    try {
+      await fsp.rmdir(this.abs(localPath));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Renames when the source still matches and the target is free. */
+  async rename(from: string, to: string, exp: Expected): Promise<fs.Stats | undefined> {
+    if (!(await this.matches(from, exp)) || !(await this.matches(to, { absent: true }))) return undefined;
+    await this.ensureParents(to);
+    await fsp.rename(this.abs(from), this.abs(to));
+    return fsp.lstat(this.abs(to));
+  }
+
+  /** Reads `size` bytes at `offset` of a file, or undefined when it cannot. */
+  async read(localPath: string, offset: number, size: number): Promise<Buffer | undefined> {
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await fsp.open(this.abs(localPath), 'r');
+      const buf = Buffer.allocUnsafe(size);
+      const { bytesRead } = await fh.read(buf, 0, size, offset);
+      return bytesRead === size ? buf : undefined;
+    } catch {
+      return undefined;
+    } finally {
+      await fh?.close();
+    }
+  }
+
+  /** Removes `.keepsync-*` leftovers of an interrupted run. */
+  async cleanTemps(dirs: Iterable<string>): Promise<void> {
+    for (const d of dirs) {
+      const abs = d ? this.abs(d) : this.root;
+      const names = await fsp.readdir(abs).catch(() => [] as string[]);
+      for (const n of names) if (n.startsWith(TEMP_PREFIX)) await fsp.rm(path.join(abs, n), { force: true });
+    }
+  }
+}

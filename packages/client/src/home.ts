@@ -1,0 +1,105 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { KeepsyncError } from '@keepsync/protocol';
+
+/** What pairing stores about the server and this device. */
+export interface Pairing {
+  /** `https://host:port` of the server. */
+  server: string;
+  /** Pinned SHA-256 fingerprint of the server certificate, 64 lowercase hex. */
+  fingerprint: string;
+  token: string;
+  deviceId: number;
+  deviceName: string;
+  folder: string;
+  /** Absolute path of the synced folder on this device. */
+  dir: string;
+  pairedAt: string;
+}
+
+/** The live state a running `keepsync sync` publishes for `keepsync status`. */
+export interface SyncState {
+  pid: number;
+  connected: boolean;
+  pendingUp: number;
+  pendingDown: number;
+  lastSyncAt: string | null;
+  lastError: string | null;
+  updatedAt: string;
+}
+
+/** The default home: the user's config dir + /keepsync. */
+export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.KEEPSYNC_HOME) return path.resolve(env.KEEPSYNC_HOME);
+  const base = process.platform === 'win32'
+    ? (env.APPDATA ?? path.join(os.homedir(), 'AppData', 'Roaming'))
+    : process.platform === 'darwin'
+      ? path.join(os.homedir(), 'Library', 'Application Support')
+      : (env.XDG_CONFIG_HOME ?? path.join(os.homedir(), '.config'));
+  return path.join(base, 'keepsync');
+}
+
+/**
+ * The device's state directory: pairing (with the token, mode 0600), the
+ * local index database and the live sync state. Never inside the synced folder.
+ */
+export class ClientHome {
+  constructor(readonly dir: string) {}
+
+  get pairingFile(): string {
+    return path.join(this.dir, 'pairing.json');
+  }
+  get indexFile(): string {
+    return path.join(this.dir, 'index.db');
+  }
+  get stateFile(): string {
+    return path.join(this.dir, 'state.json');
+  }
+
+  readPairing(): Pairing | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(this.pairingFile, 'utf8')) as Pairing;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new KeepsyncError('NOT_PAIRED', `cannot read ${this.pairingFile}: ${(err as Error).message}`);
+    }
+  }
+
+  /** The pairing, or NOT_PAIRED with what to do. */
+  requirePairing(): Pairing {
+    const p = this.readPairing();
+    if (!p) throw new KeepsyncError('NOT_PAIRED', `this device is not paired (home ${this.dir}); run "keepsync pair LINK --dir DIR" first`);
+    return p;
+  }
+
+  writePairing(p: Pairing): void {
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.pairingFile}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(p, null, 2), { mode: 0o600 });
+    fs.renameSync(tmp, this.pairingFile);
+  }
+
+  /** Forgets the pairing and the index; the synced folder is not touched. */
+  forget(): boolean {
+    const had = fs.existsSync(this.pairingFile);
+    for (const f of [this.pairingFile, this.indexFile, `${this.indexFile}-wal`, `${this.indexFile}-shm`, this.stateFile]) {
+      fs.rmSync(f, { force: true });
+    }
+    return had;
+  }
+
+  readState(): SyncState | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) as SyncState;
+    } catch {
+      return undefined;
+    }
+  }
+
+  writeState(s: SyncState): void {
+    const tmp = `${this.stateFile}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(s));
+    fs.renameSync(tmp, this.stateFile);
+  }
+}

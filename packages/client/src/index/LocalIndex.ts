@@ -1,0 +1,181 @@
+import Database from 'better-sqlite3';
+import type { EntryKind, Manifest, RelPath } from '@keepsync/protocol';
+import { MANIFEST_RECORD } from '@keepsync/protocol';
+
+/** What this device and the server last agreed on for a path. */
+export interface SyncedRecord {
+  path: RelPath;
+  kind: EntryKind;
+  version: number;
+  hash: string;
+  size: number;
+  mtime: number;
+  exec: boolean;
+  /** Inode of the local file when it was synced (finds moves). */
+  ino: number;
+  manifest: Manifest | null;
+}
+
+/** The server's latest state of a path, as the changes feed told it. */
+export interface RemoteRecord {
+  path: RelPath;
+  kind: EntryKind;
+  deleted: boolean;
+  seq: number;
+  version: number;
+  hash: string;
+  size: number;
+  mtime: number;
+  exec: boolean;
+  from: RelPath | null;
+  manifest: Manifest | null;
+}
+
+type Row = Record<string, any>;
+
+const toSynced = (r: Row): SyncedRecord => ({
+  path: r.path, kind: r.kind, version: r.version, hash: r.hash, size: r.size, mtime: r.mtime, exec: !!r.exec, ino: r.ino,
+  manifest: r.manifest ? new Uint8Array(r.manifest) : null,
+});
+const toRemote = (r: Row): RemoteRecord => ({
+  path: r.path, kind: r.kind, deleted: !!r.deleted, seq: r.seq, version: r.version, hash: r.hash, size: r.size,
+  mtime: r.mtime, exec: !!r.exec, from: r.from_path ?? null, manifest: r.manifest ? new Uint8Array(r.manifest) : null,
+});
+const blob = (m: Manifest | null) => (m ? Buffer.from(m.buffer, m.byteOffset, m.byteLength) : null);
+
+/**
+ * The device's local index (SQLite in the home dir): the synced base of every
+ * path, the server's latest state, where each chunk can be read locally, and
+ * the folder epoch and sequence this device has applied.
+ */
+export class LocalIndex {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS synced (
+        path TEXT PRIMARY KEY, kind TEXT NOT NULL, version INTEGER NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
+        mtime REAL NOT NULL, exec INTEGER NOT NULL, ino INTEGER NOT NULL, manifest BLOB);
+      CREATE TABLE IF NOT EXISTS remote (
+        path TEXT PRIMARY KEY, kind TEXT NOT NULL, deleted INTEGER NOT NULL, seq INTEGER NOT NULL, version INTEGER NOT NULL,
+        hash TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL, exec INTEGER NOT NULL, from_path TEXT, manifest BLOB);
+      CREATE TABLE IF NOT EXISTS chunks (hash TEXT NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL,
+        PRIMARY KEY (hash, path, offset));
+      CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
+    `);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Runs `fn` in one transaction. */
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  getMeta(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as Row | undefined)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  get epoch(): string {
+    return this.getMeta('epoch') ?? '';
+  }
+  get seq(): number {
+    return Number(this.getMeta('seq') ?? 0);
+  }
+
+  // ---- synced ----
+
+  synced(path: string): SyncedRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM synced WHERE path = ?').get(path) as Row | undefined;
+    return r ? toSynced(r) : undefined;
+  }
+
+  allSynced(): SyncedRecord[] {
+    return (this.db.prepare('SELECT * FROM synced').all() as Row[]).map(toSynced);
+  }
+
+  /** Synced records strictly under `dir`. */
+  syncedUnder(dir: string): SyncedRecord[] {
+    return (this.db.prepare('SELECT * FROM synced WHERE path >= ? AND path < ?').all(`${dir}/`, `${dir}0`) as Row[]).map(toSynced);
+  }
+
+  syncedCount(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM synced').get() as Row).n;
+  }
+
+  putSynced(s: SyncedRecord): void {
+    this.db
+      .prepare('INSERT OR REPLACE INTO synced (path, kind, version, hash, size, mtime, exec, ino, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(s.path, s.kind, s.version, s.hash, s.size, s.mtime, s.exec ? 1 : 0, s.ino, blob(s.manifest));
+    this.db.prepare('DELETE FROM chunks WHERE path = ?').run(s.path);
+    if (s.manifest && s.kind === 'file') {
+      const ins = this.db.prepare('INSERT OR IGNORE INTO chunks (hash, path, offset, size) VALUES (?, ?, ?, ?)');
+      const view = new DataView(s.manifest.buffer, s.manifest.byteOffset, s.manifest.byteLength);
+      let offset = 0;
+      for (let o = 0; o < s.manifest.byteLength; o += MANIFEST_RECORD) {
+        const size = view.getUint32(o + 32);
+        ins.run(Buffer.from(s.manifest.subarray(o, o + 32)).toString('hex'), s.path, offset, size);
+        offset += size;
+      }
+    }
+  }
+
+  deleteSynced(path: string): void {
+    this.db.prepare('DELETE FROM synced WHERE path = ?').run(path);
+    this.db.prepare('DELETE FROM chunks WHERE path = ?').run(path);
+  }
+
+  /** Moves synced records of `from` (and its subtree) to `to`. */
+  rebaseSynced(from: string, to: string): void {
+    const rows = [this.synced(from), ...this.syncedUnder(from)].filter((r): r is SyncedRecord => r !== undefined);
+    for (const r of rows) {
+      this.deleteSynced(r.path);
+      this.putSynced({ ...r, path: (to + r.path.slice(from.length)) as RelPath });
+    }
+  }
+
+  /** Where a chunk can be read locally: synced files that contain it. */
+  chunkSources(hash: string): Array<{ path: RelPath; offset: number; size: number }> {
+    return this.db.prepare('SELECT path, offset, size FROM chunks WHERE hash = ? LIMIT 4').all(hash) as never;
+  }
+
+  // ---- remote ----
+
+  remote(path: string): RemoteRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM remote WHERE path = ?').get(path) as Row | undefined;
+    return r ? toRemote(r) : undefined;
+  }
+
+  allRemote(): RemoteRecord[] {
+    return (this.db.prepare('SELECT * FROM remote').all() as Row[]).map(toRemote);
+  }
+
+  remoteUnder(dir: string): RemoteRecord[] {
+    return (this.db.prepare('SELECT * FROM remote WHERE path >= ? AND path < ?').all(`${dir}/`, `${dir}0`) as Row[]).map(toRemote);
+  }
+
+  putRemote(r: RemoteRecord): void {
+    this.db
+      .prepare('INSERT OR REPLACE INTO remote (path, kind, deleted, seq, version, hash, size, mtime, exec, from_path, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(r.path, r.kind, r.deleted ? 1 : 0, r.seq, r.version, r.hash, r.size, r.mtime, r.exec ? 1 : 0, r.from, blob(r.manifest));
+  }
+
+  /** Forgets everything synced (a new epoch or a lost index): the next sync merges. */
+  resetForMerge(epoch: string): void {
+    this.tx(() => {
+      this.db.exec('DELETE FROM synced; DELETE FROM remote; DELETE FROM chunks;');
+      this.setMeta('epoch', epoch);
+      this.setMeta('seq', '0');
+    });
+  }
+}

@@ -1,0 +1,66 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { KeepsyncError } from '@keepsync/protocol';
+import type { ClientHome, Pairing } from './home.js';
+import { pinnedJson } from './transport/pinnedTls.js';
+
+/** A parsed pairing link: `https://HOST:PORT/pair?code=…&fp=…`. */
+export interface PairingLink {
+  server: string;
+  code: string;
+  fingerprint: string;
+}
+
+export function parsePairingLink(link: string): PairingLink {
+  let url: URL;
+  try {
+    url = new URL(link);
+  } catch {
+    throw new KeepsyncError('PAIRING_INVALID', 'that is not a pairing link; copy the whole https://…/pair?code=…&fp=… link');
+  }
+  const code = url.searchParams.get('code') ?? '';
+  const fp = (url.searchParams.get('fp') ?? '').toLowerCase().replace(/^sha256\//, '').replace(/:/g, '');
+  if (!['https:', 'http:'].includes(url.protocol) || !code || !/^[0-9a-f]{64}$/.test(fp)) {
+    throw new KeepsyncError('PAIRING_INVALID', 'the pairing link is incomplete; it needs code= and fp= (64 hex digits)');
+  }
+  const base = url.pathname.replace(/\/pair\/?$/, '');
+  return { server: `${url.origin}${base === '/' ? '' : base}`, code, fingerprint: fp };
+}
+
+export interface PairOptions {
+  link: string;
+  dir: string;
+  name?: string;
+  folder?: string;
+}
+
+/**
+ * Pairs this device: checks the server certificate against the fingerprint
+ * in the link (refusing a mismatch before anything is sent), redeems the
+ * code for a device token and binds DIR to the folder. DIR's existing files
+ * are merged by the first sync: nothing in it is overwritten or deleted.
+ */
+export async function pairDevice(home: ClientHome, opts: PairOptions): Promise<Pairing> {
+  if (home.readPairing()) {
+    throw new KeepsyncError('USAGE', `this device is already paired (home ${home.dir}); run "keepsync unpair" first or use another --home`);
+  }
+  const link = parsePairingLink(opts.link);
+  const dir = path.resolve(opts.dir);
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new KeepsyncError('USAGE', `${dir} is not a folder`);
+  const name = (opts.name ?? os.hostname()).slice(0, 64);
+  const res = await pinnedJson(`${link.server}/api/v1/pair`, link.fingerprint, 'POST', { code: link.code, name, platform: `${os.platform()}-${os.arch()}` });
+  if (res.status !== 200 && res.status !== 201) {
+    const why = typeof res.body === 'object' && res.body?.error ? res.body.error : `the server answered ${res.status}`;
+    throw new KeepsyncError('PAIRING_INVALID', why);
+  }
+  const body = res.body as { deviceId: number; token: string; folder: string; deviceName: string };
+  fs.mkdirSync(dir, { recursive: true });
+  const pairing: Pairing = {
+    server: link.server, fingerprint: link.fingerprint, token: body.token, deviceId: body.deviceId, deviceName: body.deviceName,
+    folder: opts.folder ?? body.folder, dir, pairedAt: new Date().toISOString(),
+  };
+  home.forget();
+  home.writePairing(pairing);
+  return pairing;
+}

@@ -1,0 +1,464 @@
+import {
+  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isWithin, packManifest,
+  type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
+} from '@keepsync/protocol';
+import type { LocalIndex, RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
+import type { LocalFolder } from '../folder/LocalFolder.js';
+import type { Scanner, LocalState } from '../scanner/Scanner.js';
+import type { Connection } from '../transport/Connection.js';
+import { Progress } from '../progress.js';
+import { needsHash, plan, type Action, type LocalView, type PathStates } from './planner.js';
+import { downloadFiles, type DownloadJob } from './transfers.js';
+import { uploadChunks, type UploadJob } from './uploads.js';
+
+/** Most bytes of ops in one push frame, well under the control frame limit. */
+const PUSH_BYTES = 512 * 1024;
+
+export interface EngineOptions {
+  log: (line: string) => void;
+  progress?: Progress;
+}
+
+/** What one cycle did. */
+export interface CycleResult {
+  /** Anything was changed, locally or on the server. */
+  worked: boolean;
+  pendingUp: number;
+  pendingDown: number;
+}
+
+/**
+ * The sync engine for one folder: pulls the server's changes into the
+ * index, reads the local folder, plans with the pure planner and carries the
+ * plan out. Local writes go through LocalFolder's checks; pushes carry their
+ * base so the server arbitrates. A cycle can stop anywhere (crash, lost
+ * connection) and the next one picks up from what is on disk and in the index.
+ */
+export class Engine {
+  private readonly dirtyLocal = new Set<string>();
+  private readonly dirtyRemote = new Set<RelPath>();
+  private fullScan = true;
+  /** Paths whose last push failed, with the stat that failed, to avoid hot loops. */
+  private readonly failing = new Map<string, string>();
+  private readonly progress: Progress;
+
+  constructor(
+    private readonly index: LocalIndex,
+    private readonly folder: LocalFolder,
+    private readonly scanner: Scanner,
+    private readonly opts: EngineOptions,
+  ) {
+    this.progress = opts.progress ?? new Progress(undefined, false);
+  }
+
+  /** A local path may have changed (from the watcher). */
+  markLocal(localPath: string): void {
+    this.dirtyLocal.add(localPath);
+  }
+
+  /** Rescan everything on the next cycle. */
+  markFullScan(): void {
+    this.fullScan = true;
+  }
+
+  get hasLocalWork(): boolean {
+    return this.fullScan || this.dirtyLocal.size > 0;
+  }
+
+  /** Reconciles a new connection's folder epoch with the index (B5/B6). */
+  adoptEpoch(epoch: string, serverSeq: number): void {
+    const known = this.index.epoch;
+    if (known === epoch && serverSeq >= this.index.seq) return;
+    if (known !== '') {
+      this.opts.log(
+        known !== epoch
+          ? 'the server\'s folder history is new (restored from a backup or rebuilt); merging: local files are kept and uploaded where they differ'
+          : 'the server is behind this device (restored from a backup?); merging: local files are kept and uploaded where they differ',
+      );
+    }
+    this.index.resetForMerge(epoch);
+    this.fullScan = true;
+  }
+
+  /** Pulls every change after the index's sequence into the remote table. */
+  async pull(conn: Connection): Promise<number> {
+    let pulled = 0;
+    for (;;) {
+      const page = await conn.request({ type: 'list', id: conn.id(), since: this.index.seq }, 'changes');
+      this.index.tx(() => {
+        for (const e of page.entries) this.recordRemote(e);
+        this.index.setMeta('seq', String(Math.max(this.index.seq, page.seq)));
+      });
+      pulled += page.entries.length;
+      if (!page.more) return pulled;
+    }
+  }
+
+  private recordRemote(e: Entry): void {
+    const old = this.index.remote(e.path);
+    if (old && old.seq > e.seq) return;
+    this.index.putRemote({
+      path: e.path, kind: e.kind, deleted: e.deleted, seq: e.seq, version: e.version, hash: e.hash, size: e.size,
+      mtime: e.mtime, exec: e.exec, from: e.from ?? null, manifest: e.manifest ?? null,
+    });
+    this.dirtyRemote.add(e.path);
+    if (e.from) this.dirtyRemote.add(e.from);
+  }
+
+  /** Gathers the three states of every path that may need work. */
+  private async gather(): Promise<Map<RelPath, PathStates>> {
+    const states = new Map<RelPath, PathStates>();
+    const get = (p: RelPath) => {
+      let st = states.get(p);
+      if (!st) states.set(p, (st = {}));
+      return st;
+    };
+    const addLocal = (l: LocalState) => {
+      get(l.path).local = l;
+    };
+    if (this.fullScan) {
+      this.fullScan = false;
+      this.dirtyLocal.clear();
+      this.scanner.loadIgnores();
+      const { states: all, unreadable } = await this.scanner.walk();
+      this.guardRoot(all.size);
+      for (const l of all.values()) addLocal(l);
+      for (const s of this.index.allSynced()) if (!unreadable.some((u) => u === '' || isWithin(s.path, u))) get(s.path).synced = s;
+      for (const r of this.index.allRemote()) get(r.path).remote = r;
+      this.dirtyRemote.clear();
+    } else {
+      const dirty = [...this.dirtyLocal];
+      this.dirtyLocal.clear();
+      if (dirty.some((p) => p === '.keepsyncignore')) this.scanner.loadIgnores();
+      for (const p of dirty) {
+        const l = await this.scanner.stat(p);
+        const wire = l?.path;
+        if (l) addLocal(l);
+        if (l?.kind === 'dir') {
+          const { states: under } = await this.scanner.walk(l.localPath);
+          for (const u of under.values()) addLocal(u);
+        }
+        const key = wire ?? (p.normalize('NFC') as RelPath);
+        get(key);
+        for (const s of this.index.syncedUnder(key)) get(s.path);
+      }
+      for (const p of this.dirtyRemote) get(p);
+      this.dirtyRemote.clear();
+      for (const [p, st] of states) {
+        st.synced = this.index.synced(p);
+        st.remote = this.index.remote(p);
+        if (!st.local && st.synced) {
+          // Not seen by a walk above: stat it (a parent may hold it under another name).
+          const l = await this.scanner.stat(p);
+          if (l) st.local = l;
+        }
+      }
+      for (const st of states.values()) {
+        if (!st.local && st.remote && !st.remote.deleted) {
+          const l = await this.scanner.stat(st.remote.path);
+          if (l) st.local = l;
+        }
+      }
+      this.guardRoot(undefined);
+    }
+    return states;
+  }
+
+  /** A vanished or suddenly empty folder root stops the sync (never a mass delete). */
+  private guardRoot(localCount: number | undefined): void {
+    const synced = this.index.syncedCount();
+    if (!this.folder.rootExists() || (localCount === 0 && synced > 0)) {
+      throw new KeepsyncError(
+        'FOLDER_ROOT_MISSING',
+        `folder ${this.folder.root} is empty or missing; not propagating deletions. Reconnect the disk or run "keepsync unpair"`,
+      );
+    }
+  }
+
+  /** Hashes the files whose content the planner must know. */
+  private async hashWhereNeeded(states: Map<RelPath, PathStates>): Promise<void> {
+    for (const [p, st] of states) {
+      if (!needsHash(st)) continue;
+      const l = st.local as LocalView;
+      try {
+        l.content = await this.scanner.hash(l.localPath, l.size);
+      } catch (err) {
+        // Unreadable (permissions, vanished): never treat it as deleted; leave it alone this cycle.
+        this.opts.log(`cannot read ${p}: ${errorMessage(err)}; it is skipped until it can be read`);
+        states.delete(p);
+      }
+    }
+  }
+
+  /** One pass: pull, scan, plan, act. */
+  async cycle(conn: Connection): Promise<CycleResult> {
+    await this.pull(conn);
+    const states = await this.gather();
+    await this.hashWhereNeeded(states);
+    const skip = new Set<string>();
+    for (const [p, st] of states) {
+      const f = this.failing.get(p);
+      if (f !== undefined && f === statKey(st.local)) skip.add(p);
+      else this.failing.delete(p);
+    }
+    const actions = plan(states, { skip });
+    if (actions.length === 0) return { worked: false, pendingUp: 0, pendingDown: 0 };
+    const ups = actions.filter((a) => a.kind.startsWith('push-'));
+    const downs = actions.filter((a) => !a.kind.startsWith('push-'));
+    const large = actions.length > 200 || actions.some((a) => a.kind === 'download' && a.remote.size > 64 * 1024 * 1024);
+    if (large) this.progress.begin(ups.length, downs.length);
+    try {
+      await this.applyRemote(downs, conn);
+      await this.pushLocal(ups, conn);
+    } finally {
+      if (large) this.progress.end();
+    }
+    return { worked: true, pendingUp: ups.length, pendingDown: downs.length };
+  }
+
+  // ---- applying the server's changes here ----
+
+  private async applyRemote(actions: Action[], conn: Connection): Promise<void> {
+    const downloads: DownloadJob[] = [];
+    const deletes: Array<Extract<Action, { kind: 'delete-local' }>> = [];
+    for (const a of actions) {
+      switch (a.kind) {
+        case 'rename-local': {
+          const st = await this.folder.rename(a.local.localPath, a.to, expectOf(a.synced));
+          if (st) this.index.tx(() => this.index.rebaseSynced(a.from, a.to));
+          else this.markLocal(a.local.localPath);
+          break;
+        }
+        case 'mkdir-local': {
+          const st = await this.folder.mkdir(a.path).catch((err) => this.report(a.path, err));
+          if (st) this.index.putSynced(syncedFromRemote(a.remote, st.ino, 0));
+          break;
+        }
+        case 'adopt': {
+          const r = a.remote && !a.remote.deleted ? a.remote : undefined;
+          const s = a.synced;
+          const l = a.local;
+          if (r) this.index.putSynced({ ...syncedFromRemote(r, l.ino, l.mtime), size: l.size, manifest: r.manifest ?? s?.manifest ?? (l.content ? packManifest(l.content.chunks) : null) });
+          else if (s) this.index.putSynced({ ...s, size: l.size, mtime: l.mtime, ino: l.ino, exec: l.exec });
+          break;
+        }
+        case 'forget':
+          this.index.deleteSynced(a.path);
+          break;
+        case 'delete-local':
+          deletes.push(a);
+          break;
+        case 'download':
+          downloads.push(await this.downloadJob(a, conn));
+          break;
+        default:
+          break;
+      }
+    }
+    if (downloads.length > 0) {
+      await downloadFiles(downloads, conn, this.index, this.folder, this.progress);
+    }
+    // Deepest first, so folders are empty when their turn comes.
+    deletes.sort((x, y) => (x.path < y.path ? 1 : x.path > y.path ? -1 : 0));
+    for (const a of deletes) {
+      const done = a.local.kind === 'dir' ? await this.folder.removeDir(a.local.localPath) : await this.folder.removeFile(a.local.localPath, expectOf(a.synced));
+      if (done || a.local.kind === 'dir') this.index.deleteSynced(a.path);
+      if (!done && a.local.kind === 'file') this.markLocal(a.local.localPath);
+    }
+  }
+
+  private async downloadJob(a: Extract<Action, { kind: 'download' }>, conn: Connection): Promise<DownloadJob> {
+    const r = a.remote;
+    let manifest = r.manifest;
+    if (!manifest) {
+      const base = a.synced?.kind === 'file' && a.synced.manifest ? a.synced : undefined;
+      const answer = await conn.request({ type: 'get-manifest', id: conn.id(), version: r.version, base: base?.version ?? 0 }, 'manifest');
+      manifest = resolveManifest(answer.manifest, base);
+    }
+    const localPath = a.local?.localPath ?? a.path;
+    const expect = a.local && a.synced ? expectOf(a.synced) : { absent: true };
+    const full = manifest;
+    return {
+      path: a.path, localPath, manifest: full, hash: r.hash, mtime: r.mtime, exec: r.exec, expect,
+      onDone: (res) => {
+        if (res) {
+          this.index.putSynced({ ...syncedFromRemote(r, res.ino, res.mtime), manifest: full });
+          this.progress.fileDown();
+        } else {
+          this.markLocal(localPath);
+        }
+      },
+    };
+  }
+
+  // ---- pushing this device's changes ----
+
+  private async pushLocal(actions: Action[], conn: Connection): Promise<void> {
+    if (actions.length === 0) return;
+    const order = (a: Action) => (a.kind === 'push-mkdir' ? 0 : a.kind === 'push-move' ? 1 : a.kind === 'push-put' ? 2 : 3);
+    const sorted = [...actions].sort((x, y) => order(x) - order(y) || keyOf(x).localeCompare(keyOf(y)));
+    // Upload the content of puts first; a put whose chunks did not all arrive waits for the next cycle.
+    const puts = sorted.filter((a): a is Extract<Action, { kind: 'push-put' }> => a.kind === 'push-put');
+    const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, chunks: a.local.content?.chunks ?? [] }]));
+    const uploaded = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
+    const ready: Action[] = [];
+    for (const a of sorted) {
+      if (a.kind === 'push-put') {
+        const stillSame = await this.folder.matches(a.local.localPath, { size: a.local.size, mtime: a.local.mtime, ino: a.local.ino });
+        if (!uploaded.has(jobs.get(a)!) || !stillSame) {
+          this.markLocal(a.local.localPath);
+          continue;
+        }
+      }
+      ready.push(a);
+    }
+    let batch: Array<{ a: Action; op: Op }> = [];
+    let bytes = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const sent = batch;
+      batch = [];
+      bytes = 0;
+      const answer = await conn.request({ type: 'push', id: conn.id(), ops: sent.map((b) => b.op) }, 'pushed');
+      this.index.tx(() => sent.forEach((b, i) => this.recordResult(b.a, answer.results[i])));
+      for (const [i, b] of sent.entries()) await this.afterResult(b.a, answer.results[i]);
+      this.progress.fileUp(sent.length);
+    };
+    for (const a of ready) {
+      const op = this.opOf(a);
+      const size = 200 + (op.op === 'put' ? ('full' in op.manifest ? op.manifest.full.byteLength : op.manifest.delta.middle.byteLength) : 0);
+      if (batch.length >= MAX_OPS_PER_PUSH || (bytes + size > PUSH_BYTES && batch.length > 0)) await flush();
+      batch.push({ a, op });
+      bytes += size;
+    }
+    await flush();
+  }
+
+  private opOf(a: Action): Op {
+    switch (a.kind) {
+      case 'push-mkdir':
+        return { op: 'mkdir', path: a.path };
+      case 'push-move':
+        return { op: 'move', from: a.from, to: a.to, kind: a.synced.kind, base: a.synced.kind === 'file' ? a.synced.version : 0 };
+      case 'push-delete':
+        return { op: 'delete', path: a.path, kind: a.synced.kind, base: a.synced.kind === 'file' ? a.synced.version : 0, seq: this.index.seq };
+      case 'push-put': {
+        const c = a.local.content!;
+        const full = packManifest(c.chunks);
+        let manifest: ManifestRef = { full };
+        if (a.synced?.manifest && a.synced.version > 0) {
+          const delta = diffManifest(a.synced.version, a.synced.manifest, full);
+          if (delta.middle.byteLength + 64 < full.byteLength) manifest = { delta };
+        }
+        return { op: 'put', path: a.path, base: a.synced?.version ?? 0, size: c.size, hash: c.hash, mtime: Math.round(a.local.mtime), exec: a.local.exec, manifest };
+      }
+      default:
+        throw new Error(`bug: ${a.kind} is not a push`);
+    }
+  }
+
+  /** Records what the server did with one op (inside an index transaction). */
+  private recordResult(a: Action, r: OpResult): void {
+    const remote = (path: RelPath, fields: Partial<RemoteRecord>) =>
+      this.index.putRemote({ path, kind: 'file', deleted: false, seq: 0, version: 0, hash: '', size: 0, mtime: 0, exec: false, from: null, manifest: null, ...fields });
+    if (r.status === 'stale') {
+      const p = a.kind === 'push-move' ? a.from : 'path' in a ? a.path : undefined;
+      if (p) {
+        this.index.deleteSynced(p);
+        for (const s of this.index.syncedUnder(p)) this.index.deleteSynced(s.path);
+      }
+      return;
+    }
+    if (r.status === 'error') {
+      const l = 'local' in a ? a.local : undefined;
+      const p = keyOf(a);
+      this.failing.set(p, statKey(l));
+      this.opts.log(`the server refused a change to ${p}: ${r.message}`);
+      return;
+    }
+    switch (a.kind) {
+      case 'push-mkdir':
+        if (r.status === 'ok') {
+          this.index.putSynced(dirRecord(a.path, a.local.ino));
+          remote(a.path, { kind: 'dir', seq: r.seq });
+        }
+        break;
+      case 'push-delete':
+        this.index.deleteSynced(a.path);
+        for (const s of this.index.syncedUnder(a.path)) this.index.deleteSynced(s.path);
+        remote(a.path, { kind: a.synced.kind, deleted: true, seq: r.seq });
+        break;
+      case 'push-move':
+        this.index.rebaseSynced(a.from, a.to);
+        remote(a.from, { kind: a.synced.kind, deleted: true, seq: r.seq });
+        remote(a.to, { kind: a.synced.kind, seq: r.seq, version: a.synced.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime, exec: a.synced.exec });
+        break;
+      case 'push-put': {
+        const c = a.local.content!;
+        const rec: SyncedRecord = {
+          path: r.status === 'conflict' ? r.path : a.path, kind: 'file', version: r.version, hash: c.hash, size: c.size,
+          mtime: a.local.mtime, exec: a.local.exec, ino: a.local.ino, manifest: packManifest(c.chunks),
+        };
+        if (r.status === 'ok') {
+          this.index.putSynced(rec);
+          remote(a.path, { seq: r.seq, version: r.version, hash: c.hash, size: c.size, mtime: Math.round(a.local.mtime), exec: a.local.exec });
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  /** Local follow-up of a conflict: the device's copy takes the conflict name here too. */
+  private async afterResult(a: Action, r: OpResult): Promise<void> {
+    if (r.status !== 'conflict') return;
+    const local = (a as { local: LocalView }).local;
+    const st = await this.folder.rename(local.localPath, r.path, local.kind === 'file' ? { size: local.size, mtime: local.mtime, ino: local.ino } : { kind: 'dir' });
+    this.index.tx(() => {
+      if (st && a.kind === 'push-put') {
+        const c = a.local.content!;
+        this.index.putSynced({ path: r.path, kind: 'file', version: r.version, hash: c.hash, size: c.size, mtime: st.mtimeMs, exec: a.local.exec, ino: st.ino, manifest: packManifest(c.chunks) });
+      } else if (st) {
+        this.index.rebaseSynced(local.path, r.path);
+        this.index.putSynced(dirRecord(r.path, st.ino));
+      }
+      // The winner at the original path comes down on the next cycle.
+      this.index.deleteSynced(local.path);
+    });
+    this.opts.log(`conflict: ${local.path} changed elsewhere too; this device's version is kept as ${r.path}`);
+    this.markLocal(local.localPath);
+    this.markLocal(r.path);
+  }
+
+  private report(path: string, err: unknown): undefined {
+    this.opts.log(`cannot apply ${path}: ${errorMessage(err)}`);
+    return undefined;
+  }
+}
+
+function keyOf(a: Action): string {
+  return 'path' in a ? a.path : a.to;
+}
+
+function statKey(l: LocalState | undefined): string {
+  return l ? `${l.kind}:${l.size}:${l.mtime}:${l.ino}` : 'absent';
+}
+
+function expectOf(s: SyncedRecord) {
+  return s.kind === 'dir' ? { kind: 'dir' as const } : { size: s.size, mtime: s.mtime, ino: s.ino };
+}
+
+function dirRecord(path: RelPath, ino: number): SyncedRecord {
+  return { path, kind: 'dir', version: 0, hash: '', size: 0, mtime: 0, exec: false, ino, manifest: null };
+}
+
+function syncedFromRemote(r: RemoteRecord, ino: number, mtime: number): SyncedRecord {
+  return { path: r.path, kind: r.kind, version: r.version, hash: r.hash, size: r.size, mtime, exec: r.exec, ino, manifest: r.manifest };
+}
+
+function resolveManifest(ref: ManifestRef, base: SyncedRecord | undefined) {
+  if ('full' in ref) return ref.full;
+  if (!base?.manifest || ref.delta.base !== base.version) throw new KeepsyncError('FRAME_INVALID', 'the server sent a manifest delta against a version this device does not have');
+  return applyManifestDelta(base.manifest, ref.delta);
+}

@@ -1,0 +1,244 @@
+import { EventEmitter } from 'node:events';
+import WebSocket from 'ws';
+import {
+  CloseCode, HEARTBEAT_INTERVAL_MS, KEEPSYNC_VERSION, KeepsyncError, MAX_FRAME, PROTOCOL_VERSION, decodeServerMessage,
+  encodeMessage, errorMessage, type ClientMessage, type ServerMessage, type ServerMessageOf, type WelcomeMsg,
+} from '@keepsync/protocol';
+import { connectPinned, networkError } from './pinnedTls.js';
+
+/** Bytes of chunk uploads in flight before `putChunk` waits. */
+const UPLOAD_WINDOW = 16 * 1024 * 1024;
+/** No frame or pong from the server for this long means the link is dead. */
+const DEAD_AFTER_MS = 3 * HEARTBEAT_INTERVAL_MS;
+
+export interface ConnectOptions {
+  server: string;
+  fingerprint: string;
+  token: string;
+  folder: string;
+  epoch: string;
+  seq: number;
+  platform: string;
+}
+
+type Pending = { resolve: (m: ServerMessage) => void; reject: (e: Error) => void; expect: ServerMessage['type'] };
+
+export interface ConnectionEvents {
+  changed: [seq: number];
+  close: [code: number, reason: string];
+}
+
+/**
+ * One authenticated WebSocket to the server. Requests carry ids that answers
+ * echo; chunk uploads are pipelined within a byte window; chunk downloads
+ * arrive as chunk-data frames for the request's id.
+ */
+export class Connection extends EventEmitter<ConnectionEvents> {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly chunkSinks = new Map<number, (m: ServerMessageOf<'chunk-data'> | ServerMessageOf<'error'>) => void>();
+  private inFlight = 0;
+  private windowWaiters: Array<() => void> = [];
+  private lastHeard = Date.now();
+  private readonly watchdog: NodeJS.Timeout;
+  closed = false;
+  closeCode = 0;
+
+  private constructor(private readonly ws: WebSocket, readonly welcome: WelcomeMsg) {
+    super();
+    ws.on('message', (data) => this.onMessage(data as Buffer));
+    ws.on('pong', () => (this.lastHeard = Date.now()));
+    ws.on('ping', () => (this.lastHeard = Date.now()));
+    ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
+    ws.on('error', () => {});
+    this.watchdog = setInterval(() => {
+      if (Date.now() - this.lastHeard > DEAD_AFTER_MS) {
+        ws.terminate();
+        return;
+      }
+      if (ws.readyState === ws.OPEN) ws.ping();
+    }, HEARTBEAT_INTERVAL_MS);
+    this.watchdog.unref();
+  }
+
+  /** Connects, checks the pinned certificate, says hello and waits for welcome. */
+  static open(opts: ConnectOptions): Promise<Connection> {
+    const url = new URL('/api/v1/sync', opts.server.replace(/^http/, 'ws'));
+    return new Promise((resolve, reject) => {
+      const secure = url.protocol === 'wss:';
+      const ws = new WebSocket(url, {
+        maxPayload: MAX_FRAME,
+        perMessageDeflate: false,
+        handshakeTimeout: 10_000,
+        ...(secure ? { createConnection: (o: object) => connectPinned(o, opts.fingerprint) } : {}),
+      } as WebSocket.ClientOptions);
+      let done = false;
+      const fail = (err: Error) => {
+        if (done) return;
+        done = true;
+        ws.terminate();
+        reject(err);
+      };
+      ws.once('error', (err) => fail(err instanceof KeepsyncError ? err : networkError(url.toString(), err)));
+      ws.once('close', (code, reason) => fail(closeError(code, reason.toString())));
+      ws.once('open', () => {
+        ws.send(encodeMessage({
+          type: 'hello', protocol: PROTOCOL_VERSION, token: opts.token, folder: opts.folder, epoch: opts.epoch,
+          seq: opts.seq, platform: opts.platform, client: KEEPSYNC_VERSION,
+        }));
+      });
+      ws.once('message', (data) => {
+        let msg: ServerMessage;
+        try {
+          msg = decodeServerMessage(data as Buffer);
+        } catch (err) {
+          return fail(new KeepsyncError('FRAME_INVALID', `the server sent an invalid answer: ${errorMessage(err)}`));
+        }
+        if (msg.type === 'error') return fail(new KeepsyncError(msg.code as never, msg.message));
+        if (msg.type !== 'welcome') return fail(new KeepsyncError('FRAME_INVALID', 'the server did not welcome this device'));
+        done = true;
+        ws.removeAllListeners('error');
+        ws.removeAllListeners('close');
+        ws.removeAllListeners('message');
+        resolve(new Connection(ws, msg));
+      });
+    });
+  }
+
+  private onMessage(data: Buffer): void {
+    this.lastHeard = Date.now();
+    let msg: ServerMessage;
+    try {
+      msg = decodeServerMessage(data);
+    } catch (err) {
+      this.ws.close(CloseCode.PROTOCOL_ERROR, 'invalid frame');
+      this.failAll(new KeepsyncError('FRAME_INVALID', `the server sent an invalid frame: ${errorMessage(err)}`));
+      return;
+    }
+    if (msg.type === 'changed') {
+      this.emit('changed', msg.seq);
+      return;
+    }
+    if (msg.type === 'chunk-data' || (msg.type === 'error' && this.chunkSinks.has(msg.id))) {
+      this.chunkSinks.get(msg.id)?.(msg as never);
+      return;
+    }
+    const id = 'id' in msg ? msg.id : 0;
+    const p = this.pending.get(id);
+    if (!p) {
+      if (msg.type === 'error' && id === 0) this.failAll(new KeepsyncError(msg.code as never, msg.message));
+      return;
+    }
+    this.pending.delete(id);
+    if (msg.type === 'error') p.reject(new KeepsyncError(msg.code as never, msg.message));
+    else if (msg.type !== p.expect) p.reject(new KeepsyncError('FRAME_INVALID', `expected ${p.expect}, got ${msg.type}`));
+    else p.resolve(msg);
+  }
+
+  private onClose(code: number, reason: string): void {
+    this.closed = true;
+    this.closeCode = code;
+    clearInterval(this.watchdog);
+    this.failAll(closeError(code, reason));
+    this.emit('close', code, reason);
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    for (const sink of this.chunkSinks.values()) sink({ type: 'error', id: 0, code: (err as KeepsyncError).code ?? 'UNAVAILABLE', message: err.message });
+    this.chunkSinks.clear();
+    for (const w of this.windowWaiters.splice(0)) w();
+  }
+
+  private send(msg: ClientMessage): void {
+    if (this.closed) throw new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
+    this.ws.send(encodeMessage(msg));
+  }
+
+  /** Sends a request and waits for its answer of type `expect`. */
+  request<T extends ServerMessage['type']>(msg: ClientMessage, expect: T): Promise<ServerMessageOf<T>> {
+    return new Promise((resolve, reject) => {
+      const id = (msg as { id: number }).id;
+      this.pending.set(id, { resolve: resolve as (m: ServerMessage) => void, reject, expect });
+      try {
+        this.send(msg);
+      } catch (err) {
+        this.pending.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  id(): number {
+    return this.nextId++;
+  }
+
+  /**
+   * Uploads one chunk. Resolves once the upload is queued within the window;
+   * the returned `acked` promise settles when the server stored it.
+   */
+  async putChunk(hash: string, data: Uint8Array): Promise<{ acked: Promise<void> }> {
+    while (this.inFlight + data.byteLength > UPLOAD_WINDOW && this.inFlight > 0 && !this.closed) {
+      await new Promise<void>((r) => this.windowWaiters.push(r));
+    }
+    this.inFlight += data.byteLength;
+    const id = this.id();
+    const acked = this.request({ type: 'put-chunk', id, hash: Buffer.from(hash, 'hex'), data }, 'chunk-ok')
+      .then(() => undefined)
+      .finally(() => {
+        this.inFlight -= data.byteLength;
+        for (const w of this.windowWaiters.splice(0)) w();
+      });
+    acked.catch(() => {});
+    return { acked };
+  }
+
+  /** Asks for chunks; `onChunk` gets each one (unverified: the caller verifies). */
+  getChunks(hashes: Uint8Array, onChunk: (hash: string, data: Uint8Array) => void): Promise<void> {
+    const id = this.id();
+    let left = hashes.byteLength / 32;
+    return new Promise((resolve, reject) => {
+      if (left === 0) return resolve();
+      this.chunkSinks.set(id, (m) => {
+        if (m.type === 'error') {
+          this.chunkSinks.delete(id);
+          reject(new KeepsyncError(m.code as never, m.message));
+          return;
+        }
+        onChunk(Buffer.from(m.hash).toString('hex'), m.data);
+        if (--left === 0) {
+          this.chunkSinks.delete(id);
+          resolve();
+        }
+      });
+      try {
+        this.send({ type: 'get-chunks', id, hashes });
+      } catch (err) {
+        this.chunkSinks.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  close(): void {
+    if (!this.closed) this.ws.close(1000, 'bye');
+    setTimeout(() => this.ws.terminate(), 500).unref();
+  }
+}
+
+/** Turns a close code into the error a user should see. */
+export function closeError(code: number, reason: string): KeepsyncError {
+  switch (code) {
+    case CloseCode.TOKEN_REVOKED:
+      return new KeepsyncError('TOKEN_REVOKED', 'this device was removed from the server; local files are kept. Pair it again to resume syncing');
+    case CloseCode.TOKEN_INVALID:
+      return new KeepsyncError('TOKEN_INVALID', 'the server does not know this device; pair it again');
+    case CloseCode.FOLDER_UNKNOWN:
+      return new KeepsyncError('FOLDER_UNKNOWN', 'the server no longer has this folder; pair again with an existing folder');
+    case CloseCode.PROTOCOL_VERSION:
+      return new KeepsyncError('PROTOCOL_VERSION', 'the server speaks another protocol version; update Keepsync on the older side');
+    default:
+      return new KeepsyncError('UNAVAILABLE', `the connection to the server was closed (${code}${reason ? ` ${reason}` : ''})`);
+  }
+}

@@ -1,0 +1,188 @@
+import type { WebSocket } from 'ws';
+import {
+  CloseCode, KeepsyncError, MAX_HASHES_PER_REQUEST, ProtocolError, decodeClientMessage, encodeMessage, errorMessage,
+  packHashes, unpackHashes, type ClientMessage, type ClientMessageOf, type ClientMessageType, type ServerMessage,
+} from '@keepsync/protocol';
+import type { ContentStore } from '../storage/ContentStore.js';
+import type { Folder } from '../sync/model.js';
+import type { SyncService } from '../sync/SyncService.js';
+import type { FolderOps } from './FolderOps.js';
+
+/** Bytes queued towards a device before the session waits for the socket to drain. */
+const HIGH_WATER = 8 * 1024 * 1024;
+/** Chunk uploads stored concurrently per device. */
+const UPLOAD_PARALLEL = 8;
+
+export interface SessionDevice {
+  id: number;
+  name: string;
+}
+
+type Handlers = { [T in Exclude<ClientMessageType, 'hello'>]: (msg: ClientMessageOf<T>) => Promise<void> };
+
+/**
+ * One authenticated device connection on one folder. Messages are handled in
+ * order (chunk uploads overlap, but anything else waits for them); a
+ * malformed frame closes only this connection.
+ */
+export class DeviceSession {
+  private queue: Promise<void> = Promise.resolve();
+  private readonly uploads = new Set<Promise<void>>();
+  private buffered = 0;
+  private drainWaiters: Array<() => void> = [];
+  closed = false;
+
+  constructor(
+    private readonly ws: WebSocket,
+    readonly device: SessionDevice,
+    readonly folder: Folder,
+    private readonly sync: SyncService,
+    private readonly content: ContentStore,
+    private readonly folderOps: FolderOps,
+    private readonly log: (line: string) => void,
+  ) {
+    ws.on('message', (data, isBinary) => this.enqueue(data as Buffer, isBinary));
+    ws.on('close', () => {
+      this.closed = true;
+      for (const w of this.drainWaiters.splice(0)) w();
+    });
+  }
+
+  /** Tells the device that the folder changed up to `seq`. */
+  notifyChanged(seq: number): void {
+    this.send({ type: 'changed', seq });
+  }
+
+  /** Closes the connection now (removal, shutdown). */
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ws.close(code, reason);
+    // A device that does not answer the close handshake is cut off.
+    setTimeout(() => this.ws.terminate(), 500).unref();
+  }
+
+  private enqueue(data: Buffer, isBinary: boolean): void {
+    if (this.closed) return;
+    let msg: ClientMessage;
+    try {
+      if (!isBinary) throw new ProtocolError('FRAME_INVALID', 'text frames are not part of the protocol');
+      msg = decodeClientMessage(data);
+    } catch (err) {
+      this.protocolError(err);
+      return;
+    }
+    if (msg.type === 'hello') {
+      this.protocolError(new ProtocolError('FRAME_INVALID', 'hello was already received'));
+      return;
+    }
+    if (msg.type === 'put-chunk' && this.uploads.size < UPLOAD_PARALLEL) {
+      // Uploads overlap each other; the queue waits for them before anything else.
+      const p = this.queue.then(() => this.handlers['put-chunk'](msg as ClientMessageOf<'put-chunk'>));
+      this.uploads.add(p);
+      p.finally(() => this.uploads.delete(p)).catch(() => {});
+      return;
+    }
+    this.queue = this.queue
+      .then(() => Promise.all(this.uploads))
+      .then(() => this.dispatch(msg))
+      .catch((err) => this.protocolError(err));
+  }
+
+  private async dispatch(msg: ClientMessage): Promise<void> {
+    if (this.closed) return;
+    const id = 'id' in msg ? msg.id : 0;
+    try {
+      await (this.handlers[msg.type as Exclude<ClientMessageType, 'hello'>] as (m: ClientMessage) => Promise<void>)(msg);
+    } catch (err) {
+      if (err instanceof KeepsyncError) {
+        if (err.code === 'TOKEN_REVOKED') return this.close(CloseCode.TOKEN_REVOKED, 'device removed');
+        this.send({ type: 'error', id, code: err.code, message: err.message });
+      } else {
+        this.log(`error handling ${msg.type} from ${this.device.name}: ${errorMessage(err)}`);
+        this.send({ type: 'error', id, code: 'INTERNAL', message: 'the server failed to handle this request; see the server log' });
+      }
+    }
+  }
+
+  private protocolError(err: unknown): void {
+    const message = errorMessage(err).slice(0, 200);
+    this.log(`closing connection of ${this.device.name}: ${message}`);
+    this.send({ type: 'error', id: 0, code: err instanceof KeepsyncError ? err.code : 'FRAME_INVALID', message });
+    this.close(CloseCode.PROTOCOL_ERROR, 'protocol error');
+  }
+
+  /** Sends a message; resolves once the device has room for more. */
+  send(msg: ServerMessage): Promise<void> {
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return Promise.resolve();
+    const frame = encodeMessage(msg);
+    this.buffered += frame.byteLength;
+    this.ws.send(frame, { binary: true }, () => {
+      this.buffered -= frame.byteLength;
+      if (this.buffered < HIGH_WATER / 2) for (const w of this.drainWaiters.splice(0)) w();
+    });
+    if (this.buffered < HIGH_WATER) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private readonly handlers: Handlers = {
+    list: async (m) => {
+      const page = await this.sync.changes(this.folder, m.since);
+      await this.send({ type: 'changes', id: m.id, ...page });
+    },
+    'get-manifest': async (m) => {
+      const manifest = await this.sync.manifest(this.folder, m.version, m.base);
+      await this.send({ type: 'manifest', id: m.id, version: m.version, manifest });
+    },
+    'has-chunks': async (m) => {
+      const missing = await this.content.missing(unpackHashes(m.hashes));
+      await this.send({ type: 'missing', id: m.id, hashes: packHashes(missing) });
+    },
+    'put-chunk': async (m) => {
+      try {
+        await this.content.put(Buffer.from(m.hash).toString('hex'), m.data);
+        await this.send({ type: 'chunk-ok', id: m.id });
+      } catch (err) {
+        const code = err instanceof KeepsyncError ? err.code : 'INTERNAL';
+        if (code === 'INTERNAL') this.log(`storing a chunk failed: ${errorMessage(err)}`);
+        await this.send({ type: 'error', id: m.id, code, message: err instanceof KeepsyncError ? err.message : 'the server could not store a chunk' });
+      }
+    },
+    'get-chunks': async (m) => {
+      const hashes = unpackHashes(m.hashes);
+      if (hashes.length > MAX_HASHES_PER_REQUEST) throw new ProtocolError('FRAME_TOO_LARGE', 'too many hashes');
+      // Read ahead a few chunks while earlier ones are being sent.
+      const reads = hashes.map((h, i) => (i < 4 ? this.content.get(h) : undefined));
+      for (let i = 0; i < hashes.length && !this.closed; i++) {
+        if (i + 4 < hashes.length) reads[i + 4] = this.content.get(hashes[i + 4]);
+        const data = await reads[i]!;
+        reads[i] = undefined;
+        if (!data) {
+          await this.send({ type: 'error', id: m.id, code: 'CHUNK_MISSING', message: `chunk ${hashes[i]} is missing on the server` });
+          continue;
+        }
+        await this.send({ type: 'chunk-data', id: m.id, hash: Buffer.from(hashes[i], 'hex'), data });
+      }
+    },
+    push: async (m) => {
+      const results = await this.sync.push(this.folder, this.device, m.ops, () => !this.closed);
+      await this.send({ type: 'pushed', id: m.id, results });
+    },
+    versions: async (m) => {
+      const versions = await this.sync.versions(this.folder, m.path);
+      await this.send({ type: 'versions-list', id: m.id, versions });
+    },
+    restore: async (m) => {
+      const r = await this.folderOps.restoreVersion(this.folder, m.path, m.version, this.device);
+      await this.send({ type: 'done', id: m.id, message: r.message, path: r.path });
+    },
+    trash: async (m) => {
+      const items = await this.folderOps.trash(this.folder);
+      await this.send({ type: 'trash-list', id: m.id, items });
+    },
+    'trash-restore': async (m) => {
+      const r = await this.folderOps.restoreTrashPath(this.folder, m.path, this.device);
+      await this.send({ type: 'done', id: m.id, message: r.message, path: r.path });
+    },
+  };
+}

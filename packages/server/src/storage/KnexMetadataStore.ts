@@ -1,0 +1,266 @@
+import type { Knex } from 'knex';
+import type { EntryKind, RelPath } from '@keepsync/protocol';
+import type { MetadataStore, MetadataTx } from '../sync/MetadataStore.js';
+import type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from '../sync/model.js';
+import { isPostgres } from './db.js';
+
+type Row = Record<string, any>;
+
+const IN_BATCH = 500;
+
+const toFolder = (r: Row): Folder => ({ id: r.id, name: r.name, epoch: r.epoch, seq: Number(r.seq) });
+
+const toEntry = (r: Row): EntryRecord => ({
+  folderId: r.folder_id,
+  path: r.path,
+  kind: r.kind as EntryKind,
+  deleted: Boolean(r.deleted),
+  seq: Number(r.seq),
+  versionId: r.version_id,
+  size: Number(r.size),
+  hash: r.hash,
+  mtime: Number(r.mtime),
+  exec: Boolean(r.exec),
+  movedFrom: r.moved_from ?? null,
+  deviceId: r.device_id ?? null,
+  updatedAt: Number(r.updated_at),
+});
+
+const fromEntry = (e: EntryRecord): Row => ({
+  folder_id: e.folderId,
+  path: e.path,
+  kind: e.kind,
+  deleted: e.deleted,
+  seq: e.seq,
+  version_id: e.versionId,
+  size: e.size,
+  hash: e.hash,
+  mtime: Math.round(e.mtime),
+  exec: e.exec,
+  moved_from: e.movedFrom,
+  device_id: e.deviceId,
+  updated_at: e.updatedAt,
+});
+
+const toVersion = (r: Row): VersionRecord => ({
+  id: r.id,
+  folderId: r.folder_id,
+  path: r.path,
+  size: Number(r.size),
+  hash: r.hash,
+  mtime: Number(r.mtime),
+  exec: Boolean(r.exec),
+  manifest: new Uint8Array(r.manifest),
+  deviceId: r.device_id ?? null,
+  createdAt: Number(r.created_at),
+});
+
+const toTrashItem = (r: Row): TrashItemRecord => ({
+  id: r.id,
+  folderId: r.folder_id,
+  path: r.path,
+  kind: r.kind,
+  size: Number(r.size),
+  files: r.files,
+  deletedAt: Number(r.deleted_at),
+  deviceId: r.device_id ?? null,
+  state: r.state,
+});
+
+/** Upper bound of a subtree range: `dir/` ≤ path < `dir0` ('0' follows '/'). */
+const subtreeRange = (dir: string): [string, string] => [`${dir}/`, `${dir}0`];
+
+function chunked<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+class KnexTx implements MetadataTx {
+  constructor(private readonly db: Knex.Transaction, private readonly pg: boolean) {}
+
+  async lockFolder(folderId: number): Promise<Folder> {
+    const q = this.db('folders').where({ id: folderId }).first();
+    const row = this.pg ? await q.forUpdate() : await q;
+    if (!row) throw new Error(`bug: folder ${folderId} vanished`);
+    return toFolder(row);
+  }
+
+  async setFolderSeq(folderId: number, seq: number): Promise<void> {
+    await this.db('folders').where({ id: folderId }).update({ seq });
+  }
+
+  async entries(folderId: number, paths: readonly RelPath[]): Promise<Map<RelPath, EntryRecord>> {
+    const out = new Map<RelPath, EntryRecord>();
+    for (const batch of chunked([...new Set(paths)], IN_BATCH)) {
+      const rows = await this.db('entries').where({ folder_id: folderId }).whereIn('path', batch);
+      for (const r of rows) out.set(r.path, toEntry(r));
+    }
+    return out;
+  }
+
+  async entriesUnder(folderId: number, dir: RelPath): Promise<EntryRecord[]> {
+    const [lo, hi] = subtreeRange(dir);
+    const rows = await this.db('entries').where({ folder_id: folderId }).andWhere('path', '>=', lo).andWhere('path', '<', hi).orderBy('path');
+    return rows.map(toEntry);
+  }
+
+  async putEntries(rows: readonly EntryRecord[]): Promise<void> {
+    for (const batch of chunked(rows, 200)) {
+      await this.db('entries').insert(batch.map(fromEntry)).onConflict(['folder_id', 'path']).merge();
+    }
+  }
+
+  async insertVersion(v: NewVersion): Promise<number> {
+    const [row] = await this.db('versions')
+      .insert({
+        folder_id: v.folderId,
+        path: v.path,
+        size: v.size,
+        hash: v.hash,
+        mtime: Math.round(v.mtime),
+        exec: v.exec,
+        manifest: Buffer.from(v.manifest.buffer, v.manifest.byteOffset, v.manifest.byteLength),
+        chunk_count: v.manifest.byteLength / 36,
+        device_id: v.deviceId,
+        created_at: v.createdAt,
+      })
+      .returning('id');
+    return typeof row === 'object' ? row.id : row;
+  }
+
+  async version(id: number): Promise<VersionRecord | undefined> {
+    const row = await this.db('versions').where({ id }).first();
+    return row ? toVersion(row) : undefined;
+  }
+
+  async moveVersions(folderId: number, from: RelPath, to: RelPath, subtree: boolean): Promise<void> {
+    await this.db('versions').where({ folder_id: folderId, path: from }).update({ path: to });
+    if (!subtree) return;
+    const [lo, hi] = subtreeRange(from);
+    await this.db('versions')
+      .where({ folder_id: folderId })
+      .andWhere('path', '>=', lo)
+      .andWhere('path', '<', hi)
+      .update({ path: this.db.raw('? || substr(path, ?)', [to, from.length + 1]) });
+  }
+
+  async insertTrashItem(item: Omit<TrashItemRecord, 'id'>, entries: Omit<TrashEntryRecord, 'trashItemId'>[]): Promise<number> {
+    const [row] = await this.db('trash_items')
+      .insert({
+        folder_id: item.folderId,
+        path: item.path,
+        kind: item.kind,
+        size: item.size,
+        files: item.files,
+        deleted_at: item.deletedAt,
+        device_id: item.deviceId,
+        state: item.state,
+      })
+      .returning('id');
+    const id: number = typeof row === 'object' ? row.id : row;
+    for (const batch of chunked(entries, 200)) {
+      await this.db('trash_entries').insert(batch.map((e) => ({ trash_item_id: id, path: e.path, kind: e.kind, version_id: e.versionId })));
+    }
+    return id;
+  }
+
+  async setTrashState(id: number, state: TrashItemRecord['state']): Promise<void> {
+    await this.db('trash_items').where({ id }).update({ state });
+  }
+
+  async activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void> {
+    await this.db('activity').insert({ kind, message, device_id: deviceId, folder_id: folderId, at });
+  }
+}
+
+/** MetadataStore on knex: SQLite (better-sqlite3) or PostgreSQL. */
+export class KnexMetadataStore implements MetadataStore {
+  private readonly pg: boolean;
+
+  constructor(private readonly db: Knex) {
+    this.pg = isPostgres(db);
+  }
+
+  transaction<T>(fn: (tx: MetadataTx) => Promise<T>): Promise<T> {
+    return this.db.transaction((trx) => fn(new KnexTx(trx, this.pg)));
+  }
+
+  async folderByName(name: string): Promise<Folder | undefined> {
+    const row = await this.db('folders').where({ name }).first();
+    return row ? toFolder(row) : undefined;
+  }
+
+  async folderById(id: number): Promise<Folder | undefined> {
+    const row = await this.db('folders').where({ id }).first();
+    return row ? toFolder(row) : undefined;
+  }
+
+  async folders(): Promise<Folder[]> {
+    return (await this.db('folders').orderBy('id')).map(toFolder);
+  }
+
+  async ensureFolder(name: string, epoch: string, now: number): Promise<Folder> {
+    await this.db('folders').insert({ name, epoch, seq: 0, created_at: now }).onConflict('name').ignore();
+    const folder = await this.folderByName(name);
+    if (!folder) throw new Error(`bug: folder ${name} not created`);
+    return folder;
+  }
+
+  async changesSince(folderId: number, since: number, limit: number, inlineChunks: number): Promise<ChangeRecord[]> {
+    const rows = await this.db('entries as e')
+      .leftJoin('versions as v', 'v.id', 'e.version_id')
+      .where('e.folder_id', folderId)
+      .andWhere('e.seq', '>', since)
+      .orderBy('e.seq')
+      .limit(limit)
+      .select('e.*', this.db.raw('CASE WHEN v.chunk_count <= ? THEN v.manifest END AS manifest', [inlineChunks]));
+    return rows.map((r: Row) => ({ ...toEntry(r), manifest: r.manifest ? new Uint8Array(r.manifest) : null }));
+  }
+
+  async version(id: number): Promise<VersionRecord | undefined> {
+    const row = await this.db('versions').where({ id }).first();
+    return row ? toVersion(row) : undefined;
+  }
+
+  async versionsOf(folderId: number, path: RelPath): Promise<VersionRecord[]> {
+    return (await this.db('versions').where({ folder_id: folderId, path }).orderBy('id', 'desc')).map(toVersion);
+  }
+
+  async entry(folderId: number, path: RelPath): Promise<EntryRecord | undefined> {
+    const row = await this.db('entries').where({ folder_id: folderId, path }).first();
+    return row ? toEntry(row) : undefined;
+  }
+
+  async liveUnder(folderId: number, dir: RelPath | undefined): Promise<EntryRecord[]> {
+    const q = this.db('entries').where({ folder_id: folderId, deleted: false });
+    if (dir) {
+      const [lo, hi] = subtreeRange(dir);
+      q.andWhere('path', '>=', lo).andWhere('path', '<', hi);
+    }
+    return (await q.orderBy('path')).map(toEntry);
+  }
+
+  async deviceName(id: number): Promise<string | undefined> {
+    const row = await this.db('devices').where({ id }).first('name');
+    return row?.name;
+  }
+
+  async trashItems(folderId: number): Promise<TrashItemRecord[]> {
+    return (await this.db('trash_items').where({ folder_id: folderId, state: 'trashed' }).orderBy('id', 'desc')).map(toTrashItem);
+  }
+
+  async trashItem(id: number): Promise<TrashItemRecord | undefined> {
+    const row = await this.db('trash_items').where({ id }).first();
+    return row ? toTrashItem(row) : undefined;
+  }
+
+  async trashEntries(itemId: number): Promise<TrashEntryRecord[]> {
+    const rows = await this.db('trash_entries').where({ trash_item_id: itemId }).orderBy('path');
+    return rows.map((r: Row) => ({ trashItemId: r.trash_item_id, path: r.path, kind: r.kind, versionId: r.version_id }));
+  }
+
+  async activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void> {
+    await this.db('activity').insert({ kind, message, device_id: deviceId, folder_id: folderId, at });
+  }
+}

@@ -1,0 +1,49 @@
+import type { RelPath } from '@keepsync/protocol';
+import type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from './model.js';
+
+/**
+ * The index: folders, entries, versions and trash. Sync logic sees only this
+ * interface; the knex implementation keeps SQLite/PostgreSQL differences.
+ */
+export interface MetadataStore {
+  /** Runs `fn` in one transaction: all of its writes become visible together or not at all. */
+  transaction<T>(fn: (tx: MetadataTx) => Promise<T>): Promise<T>;
+  folderByName(name: string): Promise<Folder | undefined>;
+  folderById(id: number): Promise<Folder | undefined>;
+  folders(): Promise<Folder[]>;
+  /** Creates the folder when absent; answers it either way. */
+  ensureFolder(name: string, epoch: string, now: number): Promise<Folder>;
+  /** Entries changed after `since`, in sequence order, at most `limit`. */
+  changesSince(folderId: number, since: number, limit: number, inlineChunks: number): Promise<ChangeRecord[]>;
+  version(id: number): Promise<VersionRecord | undefined>;
+  /** Versions of a path, newest first. */
+  versionsOf(folderId: number, path: RelPath): Promise<VersionRecord[]>;
+  entry(folderId: number, path: RelPath): Promise<EntryRecord | undefined>;
+  /** Live entries strictly under `dir` (or the whole folder when dir is undefined). */
+  liveUnder(folderId: number, dir: RelPath | undefined): Promise<EntryRecord[]>;
+  deviceName(id: number): Promise<string | undefined>;
+  trashItems(folderId: number): Promise<TrashItemRecord[]>;
+  trashItem(id: number): Promise<TrashItemRecord | undefined>;
+  trashEntries(itemId: number): Promise<TrashEntryRecord[]>;
+  activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void>;
+}
+
+/** Reads and writes inside one transaction. */
+export interface MetadataTx {
+  /** Locks the folder row until the transaction ends and answers it. */
+  lockFolder(folderId: number): Promise<Folder>;
+  setFolderSeq(folderId: number, seq: number): Promise<void>;
+  /** The entries at these paths (live or tombstones). */
+  entries(folderId: number, paths: readonly RelPath[]): Promise<Map<RelPath, EntryRecord>>;
+  /** Every entry (live or tombstone) strictly under `dir`. */
+  entriesUnder(folderId: number, dir: RelPath): Promise<EntryRecord[]>;
+  /** Inserts or replaces entries by (folder, path). */
+  putEntries(rows: readonly EntryRecord[]): Promise<void>;
+  insertVersion(v: NewVersion): Promise<number>;
+  version(id: number): Promise<VersionRecord | undefined>;
+  /** Moves the history of `from` (and, for a folder, of its subtree) to `to`. */
+  moveVersions(folderId: number, from: RelPath, to: RelPath, subtree: boolean): Promise<void>;
+  insertTrashItem(item: Omit<TrashItemRecord, 'id'>, entries: Omit<TrashEntryRecord, 'trashItemId'>[]): Promise<number>;
+  setTrashState(id: number, state: TrashItemRecord['state']): Promise<void>;
+  activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void>;
+}

@@ -1,0 +1,324 @@
+import {
+  KeepsyncError, ancestorsOf, applyManifestDelta, conflictPath, isWithin, manifestSize, rebase, restoredPath,
+  type EntryKind, type Manifest, type Op, type OpResult, type RelPath,
+} from '@keepsync/protocol';
+import type { MetadataTx } from './MetadataStore.js';
+import type { EntryRecord, Folder, TrashEntryRecord, TrashItemRecord } from './model.js';
+
+/** Who pushes, and when (the clock decides conflict names). */
+export interface PushContext {
+  folder: Folder;
+  /** null when the admin acts through the API. */
+  deviceId: number | null;
+  deviceName: string;
+  now: number;
+}
+
+/**
+ * Applies a device's ops in order inside one transaction. Every op is checked
+ * against the server's state by its base: a put on top of a newer version
+ * becomes a conflict copy, a delete of a changed file is refused (the edit
+ * wins), a folder delete spares what the device had not seen. Nothing
+ * already on the server is ever overwritten: a new version keeps the old.
+ */
+export class PushApplier {
+  private seq: number;
+  private readonly cache = new Map<RelPath, EntryRecord | null>();
+  private readonly dirty = new Map<RelPath, EntryRecord>();
+
+  constructor(private readonly tx: MetadataTx, private readonly ctx: PushContext) {
+    this.seq = ctx.folder.seq;
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** Loads the paths the ops touch (and their parents) in a few queries. */
+  async prefetch(ops: readonly Op[]): Promise<void> {
+    const paths = new Set<RelPath>();
+    for (const op of ops) {
+      for (const p of op.op === 'move' ? [op.from, op.to] : [op.path]) {
+        paths.add(p);
+        for (const a of ancestorsOf(p)) paths.add(a);
+      }
+    }
+    const found = await this.tx.entries(this.ctx.folder.id, [...paths]);
+    for (const p of paths) this.cache.set(p, found.get(p) ?? null);
+  }
+
+  async apply(op: Op): Promise<OpResult> {
+    try {
+      switch (op.op) {
+        case 'put':
+          return await this.put(op);
+        case 'mkdir':
+          return await this.mkdir(op.path);
+        case 'delete':
+          return op.kind === 'file' ? await this.deleteFile(op.path, op.base) : await this.deleteDir(op.path, op.seq);
+        case 'move':
+          return await this.move(op.from, op.to, op.kind, op.base);
+      }
+    } catch (err) {
+      if (err instanceof KeepsyncError) return { status: 'error', code: err.code, message: err.message };
+      throw err;
+    }
+  }
+
+  /** Writes every changed entry and the folder's new sequence. */
+  async finish(): Promise<void> {
+    await this.tx.putEntries([...this.dirty.values()]);
+    if (this.seq !== this.ctx.folder.seq) await this.tx.setFolderSeq(this.ctx.folder.id, this.seq);
+  }
+
+  // ---- reading and writing the working set ----
+
+  private async get(path: RelPath): Promise<EntryRecord | undefined> {
+    if (!this.cache.has(path)) {
+      const found = await this.tx.entries(this.ctx.folder.id, [path]);
+      this.cache.set(path, found.get(path) ?? null);
+    }
+    return this.cache.get(path) ?? undefined;
+  }
+
+  private async live(path: RelPath): Promise<EntryRecord | undefined> {
+    const e = await this.get(path);
+    return e && !e.deleted ? e : undefined;
+  }
+
+  private set(path: RelPath, fields: Partial<EntryRecord> & Pick<EntryRecord, 'kind' | 'deleted'>): EntryRecord {
+    const e: EntryRecord = {
+      folderId: this.ctx.folder.id,
+      path,
+      seq: ++this.seq,
+      versionId: 0,
+      size: 0,
+      hash: '',
+      mtime: 0,
+      exec: false,
+      movedFrom: null,
+      deviceId: this.ctx.deviceId,
+      updatedAt: this.ctx.now,
+      ...fields,
+    };
+    this.cache.set(path, e);
+    this.dirty.set(path, e);
+    return e;
+  }
+
+  private tombstone(e: EntryRecord): void {
+    this.set(e.path, { kind: e.kind, deleted: true });
+  }
+
+  /** Makes every ancestor a live folder; fails when a file stands in the way. */
+  private async ensureParents(path: RelPath): Promise<void> {
+    for (const dir of ancestorsOf(path)) {
+      const e = await this.live(dir);
+      if (e?.kind === 'dir') continue;
+      if (e?.kind === 'file') {
+        throw new KeepsyncError('CONFLICT', `cannot create ${path}: ${dir} is a file on the server`);
+      }
+      this.set(dir, { kind: 'dir', deleted: false });
+    }
+  }
+
+  private async freeConflictPath(path: RelPath): Promise<RelPath> {
+    for (let attempt = 0; ; attempt++) {
+      const candidate = conflictPath(path, this.ctx.deviceName, new Date(this.ctx.now), attempt);
+      if (!(await this.live(candidate))) return candidate;
+    }
+  }
+
+  // ---- ops ----
+
+  private async resolveManifest(op: Extract<Op, { op: 'put' }>): Promise<Manifest> {
+    let manifest: Manifest;
+    if ('full' in op.manifest) {
+      manifest = op.manifest.full;
+    } else {
+      const base = await this.tx.version(op.manifest.delta.base);
+      if (!base || base.folderId !== this.ctx.folder.id) {
+        throw new KeepsyncError('VERSION_UNKNOWN', 'manifest delta refers to an unknown version');
+      }
+      manifest = applyManifestDelta(base.manifest, op.manifest.delta);
+    }
+    if (manifestSize(manifest) !== op.size) throw new KeepsyncError('FRAME_INVALID', `manifest of ${op.path} does not add up to its size`);
+    return manifest;
+  }
+
+  private async put(op: Extract<Op, { op: 'put' }>): Promise<OpResult> {
+    const manifest = await this.resolveManifest(op);
+    await this.ensureParents(op.path);
+    const cur = await this.live(op.path);
+    const content = { size: op.size, hash: op.hash, mtime: op.mtime, exec: op.exec };
+    if (cur?.kind === 'file' && cur.hash === op.hash && cur.exec === op.exec) {
+      // The same bytes: nothing to keep, no conflict (A7).
+      return { status: 'ok', version: cur.versionId, seq: cur.seq };
+    }
+    let target = op.path;
+    const conflict = cur !== undefined && !(cur.kind === 'file' && cur.versionId === op.base);
+    if (conflict) target = await this.freeConflictPath(op.path);
+    const version = await this.tx.insertVersion({ folderId: this.ctx.folder.id, path: target, manifest, deviceId: this.ctx.deviceId, createdAt: this.ctx.now, ...content });
+    const e = this.set(target, { kind: 'file', deleted: false, versionId: version, ...content });
+    if (conflict) {
+      await this.tx.activity('conflict', `conflict on ${op.path}: ${this.ctx.deviceName}'s copy kept as ${target}`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
+      return { status: 'conflict', path: target, version, seq: e.seq };
+    }
+    return { status: 'ok', version, seq: e.seq };
+  }
+
+  private async mkdir(path: RelPath): Promise<OpResult> {
+    await this.ensureParents(path);
+    const cur = await this.live(path);
+    if (cur?.kind === 'dir') return { status: 'ok', version: 0, seq: cur.seq };
+    if (cur?.kind === 'file') {
+      const target = await this.freeConflictPath(path);
+      const e = this.set(target, { kind: 'dir', deleted: false });
+      return { status: 'conflict', path: target, version: 0, seq: e.seq };
+    }
+    const e = this.set(path, { kind: 'dir', deleted: false });
+    return { status: 'ok', version: 0, seq: e.seq };
+  }
+
+  private async deleteFile(path: RelPath, base: number): Promise<OpResult> {
+    const cur = await this.live(path);
+    if (!cur) return { status: 'ok', version: 0, seq: this.seq };
+    if (cur.kind !== 'file') return { status: 'stale', reason: `${path} is a folder on the server` };
+    if (cur.versionId !== base) return { status: 'stale', reason: `${path} changed on the server; the edit wins over the delete` };
+    this.tombstone(cur);
+    await this.tx.insertTrashItem(
+      { folderId: this.ctx.folder.id, path, kind: 'file', size: cur.size, files: 1, deletedAt: this.ctx.now, deviceId: this.ctx.deviceId, state: 'trashed' },
+      [{ path, kind: 'file', versionId: cur.versionId }],
+    );
+    return { status: 'ok', version: 0, seq: this.seq };
+  }
+
+  private async deleteDir(path: RelPath, knownSeq: number): Promise<OpResult> {
+    const cur = await this.live(path);
+    if (!cur) return { status: 'ok', version: 0, seq: this.seq };
+    if (cur.kind !== 'dir') return { status: 'stale', reason: `${path} is a file on the server` };
+    const under = await this.liveUnder(path);
+    // What another device changed after what this device has seen survives (edit wins).
+    const spared = under.filter((e) => e.seq > knownSeq && e.deviceId !== this.ctx.deviceId);
+    const keep = new Set<string>();
+    for (const e of spared) {
+      keep.add(e.path);
+      for (const a of ancestorsOf(e.path)) keep.add(a);
+    }
+    const gone = under.filter((e) => !keep.has(e.path));
+    for (const e of gone) this.tombstone(e);
+    if (!keep.has(path)) this.tombstone(cur);
+    const files = gone.filter((e) => e.kind === 'file');
+    await this.tx.insertTrashItem(
+      {
+        folderId: this.ctx.folder.id, path, kind: 'dir', size: files.reduce((n, e) => n + e.size, 0), files: files.length,
+        deletedAt: this.ctx.now, deviceId: this.ctx.deviceId, state: 'trashed',
+      },
+      [
+        ...(keep.has(path) ? [] : [{ path, kind: 'dir' as EntryKind, versionId: 0 }]),
+        ...gone.map((e) => ({ path: e.path, kind: e.kind, versionId: e.versionId })),
+      ],
+    );
+    return { status: 'ok', version: 0, seq: this.seq };
+  }
+
+  /** Live entries strictly under `dir`, this push's own writes included, parents first. */
+  private async liveUnder(dir: RelPath): Promise<EntryRecord[]> {
+    const byPath = new Map<RelPath, EntryRecord>();
+    for (const e of await this.tx.entriesUnder(this.ctx.folder.id, dir)) byPath.set(e.path, this.cached(e));
+    for (const [p, e] of this.dirty) if (p !== dir && isWithin(p, dir)) byPath.set(p, e);
+    return [...byPath.values()].filter((e) => !e.deleted).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  }
+
+  /** Prefers this push's own writes over what the database answered. */
+  private cached(e: EntryRecord): EntryRecord {
+    const c = this.cache.get(e.path);
+    if (c === undefined) {
+      this.cache.set(e.path, e);
+      return e;
+    }
+    return c ?? e;
+  }
+
+  private async move(from: RelPath, to: RelPath, kind: EntryKind, base: number): Promise<OpResult> {
+    if (isWithin(to, from)) throw new KeepsyncError('PATH_INVALID', `cannot move ${from} into itself`);
+    const src = await this.live(from);
+    if (!src || src.kind !== kind) return { status: 'stale', reason: `${from} is no longer on the server` };
+    if (kind === 'file' && src.versionId !== base) return { status: 'stale', reason: `${from} changed on the server` };
+    if (await this.live(to)) return { status: 'stale', reason: `${to} is taken on the server` };
+    await this.ensureParents(to);
+    const moved = [src];
+    if (kind === 'dir') {
+      moved.push(...(await this.liveUnder(from)));
+    }
+    let first = 0;
+    for (const e of moved) {
+      const next = this.set(rebase(e.path, from, to), {
+        kind: e.kind, deleted: false, versionId: e.versionId, size: e.size, hash: e.hash, mtime: e.mtime, exec: e.exec, movedFrom: e.path,
+      });
+      first ||= next.seq;
+    }
+    for (const e of moved) this.tombstone(e);
+    await this.tx.moveVersions(this.ctx.folder.id, from, to, kind === 'dir');
+    return { status: 'ok', version: kind === 'file' ? src.versionId : 0, seq: this.seq };
+  }
+
+  // ---- restores ----
+
+  /**
+   * Makes a version the current content of `path` again. The replaced
+   * content stays in the history; a folder in the way sends the restored
+   * file beside it.
+   */
+  async restoreVersion(path: RelPath, versionId: number): Promise<{ path: RelPath; version: number }> {
+    const v = await this.tx.version(versionId);
+    if (!v || v.folderId !== this.ctx.folder.id) throw new KeepsyncError('VERSION_UNKNOWN', `version ${versionId} is not a version of this folder`);
+    let target = path;
+    const cur = await this.live(path);
+    if (cur?.kind === 'dir') target = await this.freeRestoredPath(path, false);
+    if (cur?.kind === 'file' && cur.versionId === v.id) return { path, version: v.id };
+    await this.ensureParents(target);
+    const content = { size: v.size, hash: v.hash, mtime: v.mtime, exec: v.exec };
+    const id = await this.tx.insertVersion({ folderId: v.folderId, path: target, manifest: v.manifest, deviceId: this.ctx.deviceId, createdAt: this.ctx.now, ...content });
+    this.set(target, { kind: 'file', deleted: false, versionId: id, ...content });
+    await this.tx.activity('restore', `${this.ctx.deviceName} restored ${target} to the version of ${new Date(v.createdAt).toISOString()}`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
+    return { path: target, version: id };
+  }
+
+  /**
+   * Brings a trash item back with every file and folder it held, at its
+   * place, or beside it as `NAME (restored DATE)` when the place is taken.
+   */
+  async restoreTrash(item: TrashItemRecord, entries: TrashEntryRecord[]): Promise<RelPath> {
+    if (item.state !== 'trashed') throw new KeepsyncError('NOT_FOUND', 'that trash item was already restored or purged');
+    const root = (await this.live(item.path)) ? await this.freeRestoredPath(item.path, item.kind === 'dir') : item.path;
+    await this.ensureParents(root);
+    for (const e of [...entries].sort((a, b) => (a.path < b.path ? -1 : 1))) {
+      const target = rebase(e.path, item.path, root);
+      if (e.kind === 'dir') {
+        if (!(await this.live(target))) this.set(target, { kind: 'dir', deleted: false });
+        continue;
+      }
+      const v = await this.tx.version(e.versionId);
+      if (!v) continue;
+      await this.ensureParents(target);
+      let versionId = v.id;
+      const content = { size: v.size, hash: v.hash, mtime: v.mtime, exec: v.exec };
+      if (v.path !== target) {
+        versionId = await this.tx.insertVersion({ folderId: v.folderId, path: target, manifest: v.manifest, deviceId: v.deviceId, createdAt: v.createdAt, ...content });
+      }
+      this.set(target, { kind: 'file', deleted: false, versionId, ...content });
+    }
+    if (item.kind === 'dir' && !(await this.live(root))) this.set(root, { kind: 'dir', deleted: false });
+    await this.tx.setTrashState(item.id, 'restored');
+    await this.tx.activity('restore', `${this.ctx.deviceName} restored ${root} from the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
+    return root;
+  }
+
+  private async freeRestoredPath(path: RelPath, isDir: boolean): Promise<RelPath> {
+    for (let attempt = 0; ; attempt++) {
+      const candidate = restoredPath(path, new Date(this.ctx.now), isDir, attempt);
+      if (!(await this.live(candidate))) return candidate;
+    }
+  }
+}

@@ -1,0 +1,67 @@
+import type { EntryKind, Manifest, RelPath } from '@keepsync/protocol';
+
+/** A sync folder. */
+export interface Folder {
+  id: number;
+  name: string;
+  epoch: string;
+  seq: number;
+}
+
+/** One path's state in a folder (live or tombstone), as the index stores it. */
+export interface EntryRecord {
+  folderId: number;
+  path: RelPath;
+  kind: EntryKind;
+  deleted: boolean;
+  seq: number;
+  versionId: number;
+  size: number;
+  hash: string;
+  mtime: number;
+  exec: boolean;
+  movedFrom: RelPath | null;
+  deviceId: number | null;
+  updatedAt: number;
+}
+
+/** Immutable content of a file at one point in time. */
+export interface VersionRecord {
+  id: number;
+  folderId: number;
+  path: RelPath;
+  size: number;
+  hash: string;
+  mtime: number;
+  exec: boolean;
+  manifest: Manifest;
+  deviceId: number | null;
+  createdAt: number;
+}
+
+export type NewVersion = Omit<VersionRecord, 'id'>;
+
+/** A trash item: a deleted file, or a deleted folder with its subtree. */
+export interface TrashItemRecord {
+  id: number;
+  folderId: number;
+  path: RelPath;
+  kind: EntryKind;
+  size: number;
+  files: number;
+  deletedAt: number;
+  deviceId: number | null;
+  state: 'trashed' | 'restored' | 'purged';
+}
+
+export interface TrashEntryRecord {
+  trashItemId: number;
+  path: RelPath;
+  kind: EntryKind;
+  versionId: number;
+}
+
+/** A changes-feed row: an entry and, for small files, its manifest. */
+export interface ChangeRecord extends EntryRecord {
+  manifest: Manifest | null;
+}

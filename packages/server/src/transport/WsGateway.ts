@@ -1,0 +1,160 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import {
+  CloseCode, HANDSHAKE_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, KEEPSYNC_VERSION, MAX_FRAME, PROTOCOL_VERSION,
+  decodeClientMessage, encodeMessage, errorMessage, type HelloMsg,
+} from '@keepsync/protocol';
+import type { ContentStore } from '../storage/ContentStore.js';
+import type { MetadataStore } from '../sync/MetadataStore.js';
+import type { SyncService } from '../sync/SyncService.js';
+import { DeviceSession } from '../sessions/DeviceSession.js';
+import type { FolderOps } from '../sessions/FolderOps.js';
+import type { SessionRegistry } from '../sessions/SessionRegistry.js';
+
+/** The WebSocket endpoint devices connect to. */
+export const SYNC_PATH = '/api/v1/sync';
+/** Connections that have not yet said hello, at most. */
+const MAX_UNAUTHENTICATED = 256;
+
+/** What the gateway needs to know about device tokens. */
+export interface DeviceAuthenticator {
+  authenticate(token: string): Promise<
+    { status: 'ok'; device: { id: number; name: string } } | { status: 'revoked' } | { status: 'unknown' }
+  >;
+  touch(id: number, info: { address: string | null }): Promise<void>;
+}
+
+export interface GatewayDeps {
+  meta: MetadataStore;
+  sync: SyncService;
+  content: ContentStore;
+  folderOps: FolderOps;
+  sessions: SessionRegistry;
+  devices: DeviceAuthenticator;
+  log: (line: string) => void;
+}
+
+/**
+ * Upgrades HTTP connections on SYNC_PATH to WebSockets, authenticates the
+ * hello, and hands the socket to a DeviceSession. Heartbeats find dead peers;
+ * unauthenticated connections are bounded and time out.
+ */
+export class WsGateway {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME, perMessageDeflate: false, clientTracking: true });
+  private unauthenticated = 0;
+  private readonly heartbeat: NodeJS.Timeout;
+  private readonly alive = new WeakMap<WebSocket, boolean>();
+
+  constructor(private readonly deps: GatewayDeps) {
+    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_INTERVAL_MS);
+    this.heartbeat.unref();
+  }
+
+  attach(server: Server): void {
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(req.url ?? '/', 'https://x');
+    const refuse = (status: string) => {
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    if (url.pathname !== SYNC_PATH) return refuse('404 Not Found');
+    // Browsers always send Origin; devices never do. A cross-site page cannot open a sync socket.
+    if (req.headers.origin !== undefined) return refuse('403 Forbidden');
+    if (this.unauthenticated >= MAX_UNAUTHENTICATED) return refuse('503 Service Unavailable');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
+  }
+
+  private accept(ws: WebSocket, req: IncomingMessage): void {
+    this.unauthenticated++;
+    this.alive.set(ws, true);
+    ws.on('pong', () => this.alive.set(ws, true));
+    ws.on('error', () => {});
+    let settled = false;
+    const settle = () => {
+      if (!settled) {
+        settled = true;
+        this.unauthenticated--;
+      }
+    };
+    const timer = setTimeout(() => {
+      settle();
+      ws.close(CloseCode.HANDSHAKE_TIMEOUT, 'no hello');
+    }, HANDSHAKE_TIMEOUT_MS);
+    ws.once('close', () => {
+      clearTimeout(timer);
+      settle();
+    });
+    ws.once('message', (data, isBinary) => {
+      clearTimeout(timer);
+      ws.pause();
+      this.hello(ws, data as Buffer, isBinary, req.socket.remoteAddress ?? null)
+        .catch((err) => {
+          this.deps.log(`handshake failed: ${errorMessage(err)}`);
+          ws.close(CloseCode.PROTOCOL_ERROR, 'handshake failed');
+        })
+        .finally(() => {
+          settle();
+          ws.resume();
+        });
+    });
+  }
+
+  private async hello(ws: WebSocket, data: Buffer, isBinary: boolean, address: string | null): Promise<void> {
+    const deny = (code: number, errCode: string, message: string) => {
+      ws.send(encodeMessage({ type: 'error', id: 0, code: errCode, message }));
+      ws.close(code, errCode);
+    };
+    let hello: HelloMsg;
+    try {
+      const msg = isBinary ? decodeClientMessage(data) : undefined;
+      if (msg?.type !== 'hello') return deny(CloseCode.PROTOCOL_ERROR, 'FRAME_INVALID', 'the first message must be hello');
+      hello = msg;
+    } catch (err) {
+      return deny(CloseCode.PROTOCOL_ERROR, 'FRAME_INVALID', errorMessage(err));
+    }
+    if (hello.protocol !== PROTOCOL_VERSION) {
+      return deny(CloseCode.PROTOCOL_VERSION, 'PROTOCOL_VERSION', `this server speaks protocol ${PROTOCOL_VERSION}, the device ${hello.protocol}; update Keepsync on the older side`);
+    }
+    const auth = await this.deps.devices.authenticate(hello.token);
+    if (auth.status === 'revoked') {
+      return deny(CloseCode.TOKEN_REVOKED, 'TOKEN_REVOKED', 'this device was removed from the server; pair it again to resume syncing');
+    }
+    if (auth.status !== 'ok') {
+      return deny(CloseCode.TOKEN_INVALID, 'TOKEN_INVALID', 'the server does not know this device; pair it again');
+    }
+    const folder = await this.deps.meta.folderByName(hello.folder);
+    if (!folder) return deny(CloseCode.FOLDER_UNKNOWN, 'FOLDER_UNKNOWN', `the server has no folder named ${hello.folder}`);
+    if (ws.readyState !== ws.OPEN) return;
+    const session = new DeviceSession(ws, auth.device, folder, this.deps.sync, this.deps.content, this.deps.folderOps, this.deps.log);
+    this.deps.sessions.add(session);
+    ws.once('close', () => {
+      this.deps.sessions.delete(session);
+      void this.deps.devices.touch(auth.device.id, { address }).catch(() => {});
+    });
+    await this.deps.devices.touch(auth.device.id, { address });
+    await session.send({
+      type: 'welcome', deviceId: auth.device.id, deviceName: auth.device.name, server: KEEPSYNC_VERSION,
+      folder: { id: folder.id, name: folder.name, epoch: folder.epoch, seq: folder.seq },
+    });
+  }
+
+  private beat(): void {
+    for (const ws of this.wss.clients) {
+      if (this.alive.get(ws) === false) {
+        ws.terminate();
+        continue;
+      }
+      this.alive.set(ws, false);
+      ws.ping();
+    }
+  }
+
+  close(): void {
+    clearInterval(this.heartbeat);
+    for (const ws of this.wss.clients) ws.terminate();
+    this.wss.close();
+  }
+}

@@ -1,0 +1,24 @@
+import { Router } from 'express';
+import { applyUpdate, lowersRetention, type SettingsUpdate } from '../../settings/Settings.js';
+import type { AppDeps } from '../deps.js';
+import { requireRecentLogin, requireSession } from '../session.js';
+
+/** GET and PUT /settings: `{versions: {keep, maxAgeDays}, trashDays, publicUrl}`. */
+export function settingsRoutes(deps: AppDeps): Router {
+  const router = Router();
+  const auth = requireSession(deps.admin);
+
+  router.get('/settings', auth, async (_req, res) => {
+    res.json(await deps.settings.get());
+  });
+
+  router.put('/settings', auth, async (req, res) => {
+    const change = (req.body ?? {}) as SettingsUpdate;
+    const before = await deps.settings.get();
+    // Keeping less history deletes it for good later: ask for the password again.
+    if (lowersRetention(before, applyUpdate(before, change))) requireRecentLogin(deps.admin, res);
+    res.json(await deps.settings.update(change));
+  });
+
+  return router;
+}

@@ -1,0 +1,40 @@
+import type { Knex } from 'knex';
+import type { AdminAuth } from '../auth/AdminAuth.js';
+import type { DeviceRegistry } from '../auth/DeviceRegistry.js';
+import type { Settings } from '../settings/Settings.js';
+import type { ServerCertificate } from '../tls/certificates.js';
+
+/**
+ * Which devices have live connections. Implemented by the sessions layer;
+ * the HTTP app only asks and, on removal, disconnects.
+ */
+export interface Presence {
+  /** True while the device has at least one open WebSocket. */
+  isOnline(deviceId: number): boolean;
+  /** Closes every WebSocket of the device at once with close code 4401 (token revoked). */
+  disconnect(deviceId: number): void;
+  /** How many devices are connected now. */
+  online(): number;
+}
+
+/** Everything the HTTP app needs; startServer.ts builds it. */
+export interface AppDeps {
+  db: Knex;
+  devices: DeviceRegistry;
+  admin: AdminAuth;
+  settings: Settings;
+  presence: Presence;
+  /** The certificate served right now (it may be hot-reloaded). */
+  certificate: () => ServerCertificate;
+  /** `https://host:port` as listening; pairing links use it when no public URL is set. */
+  serverUrl: () => string;
+  version: string;
+  clock?: () => number;
+  /**
+   * True only when the server speaks plain HTTP behind a TLS-terminating
+   * reverse proxy (explicit opt-in): then X-Forwarded-* headers are trusted.
+   */
+  behindProxy?: boolean;
+  /** Where unexpected errors are reported; default console.error. */
+  log?: (message: string) => void;
+}

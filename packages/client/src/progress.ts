@@ -12,6 +12,7 @@ export class Progress {
   private lastDraw = 0;
   private started = 0;
   private drawn = false;
+  private active = false;
 
   constructor(private readonly out: NodeJS.WriteStream | undefined = process.stderr, private readonly enabled = true) {}
 
@@ -20,6 +21,7 @@ export class Progress {
     this.totalDown = filesDown;
     this.filesUp = this.filesDown = this.upBytes = this.downBytes = 0;
     this.started = Date.now();
+    this.active = true;
   }
 
   up(bytes: number): void {
@@ -40,7 +42,7 @@ export class Progress {
   }
 
   private draw(force = false): void {
-    if (!this.enabled || !this.out) return;
+    if (!this.enabled || !this.out || !this.active) return;
     const now = Date.now();
     const tty = this.out.isTTY === true;
     if (!force && (now - this.started < 1000 || now - this.lastDraw < (tty ? 200 : 3000))) return;
@@ -52,11 +54,12 @@ export class Progress {
 
   /** Ends the display (a final line when anything was shown). */
   end(): void {
-    if (this.drawn) {
+    if (this.drawn && this.active) {
       this.draw(true);
       if (this.out?.isTTY) this.out.write('\n');
     }
     this.drawn = false;
+    this.active = false;
   }
 }
 

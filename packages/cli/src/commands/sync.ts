@@ -8,7 +8,11 @@ export default async function run(argv: string[]): Promise<number> {
   const home = homeFrom(values.home);
   const pairing = home.requirePairing();
   const controller = new AbortController();
-  const stop = () => controller.abort();
+  const stop = () => {
+    controller.abort();
+    // Work in flight gets a moment to finish cleanly; after that, leave (everything is resumable).
+    setTimeout(() => process.exit(0), 5000).unref();
+  };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   if (!values.quiet) process.stderr.write(`syncing ${pairing.dir} with folder ${pairing.folder} on ${pairing.server}\n`);

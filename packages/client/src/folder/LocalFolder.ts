@@ -46,6 +46,16 @@ export class LocalFolder {
     }
   }
 
+  /** Identity of the root directory (device and inode), or undefined when missing. */
+  rootId(): string | undefined {
+    try {
+      const st = fs.statSync(this.root);
+      return st.isDirectory() ? `${st.dev}:${st.ino}` : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Creates the parents of `localPath` as real directories (never through a symlink). */
   async ensureParents(localPath: string): Promise<void> {
     const parts = localPath.split('/').slice(0, -1);

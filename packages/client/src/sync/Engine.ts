@@ -167,12 +167,18 @@ export class Engine {
   /** A vanished or suddenly empty folder root stops the sync (never a mass delete). */
   private guardRoot(localCount: number | undefined): void {
     const synced = this.index.syncedCount();
-    if (!this.folder.rootExists() || (localCount === 0 && synced > 0)) {
+    const root = this.folder.rootId();
+    const known = this.index.getMeta('root');
+    // A different folder at the same place (an unmounted disk's mount point, a
+    // replaced folder) or one emptied of many synced entries at once.
+    const replaced = root !== undefined && known !== undefined && known !== root && synced > 0;
+    if (root === undefined || replaced || (localCount === 0 && synced >= 3)) {
       throw new KeepsyncError(
         'FOLDER_ROOT_MISSING',
         `folder ${this.folder.root} is empty or missing; not propagating deletions. Reconnect the disk or run "keepsync unpair"`,
       );
     }
+    if (known !== root) this.index.setMeta('root', root);
   }
 
   /** Hashes the files whose content the planner must know. */

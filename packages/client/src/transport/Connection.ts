@@ -115,7 +115,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.failAll(new KeepsyncError('FRAME_INVALID', `the server sent an invalid frame: ${errorMessage(err)}`));
       return;
     }
-    if (msg.type === 'changed') {
+    if (process.env.KEEPSYNC_TRACE) process.stderr.write(`< ${msg.type} ${(msg as {id?: number}).id ?? ""}\n`);
+    if (msg.type === "changed") {
       this.emit('changed', msg.seq);
       return;
     }
@@ -153,6 +154,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private send(msg: ClientMessage): void {
     if (this.closed) throw new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
+    if (process.env.KEEPSYNC_TRACE) process.stderr.write(`> ${msg.type} ${(msg as {id?: number}).id ?? ""}\n`);
     this.ws.send(encodeMessage(msg));
   }
 

@@ -83,8 +83,10 @@ export class DeviceSession {
       p.finally(() => this.uploads.delete(p)).catch(() => {});
       return;
     }
+    // Wait for the uploads started before this message (not later ones: they wait on the queue).
+    const earlier = [...this.uploads];
     this.queue = this.queue
-      .then(() => Promise.all(this.uploads))
+      .then(() => Promise.allSettled(earlier))
       .then(() => this.dispatch(msg))
       .catch((err) => this.protocolError(err));
   }

@@ -209,6 +209,11 @@ export class Engine {
     }
     const actions = plan(states, { skip });
     if (actions.length === 0) return { worked: false, pendingUp: 0, pendingDown: 0 };
+    // A folder delete held back this cycle (something inside changed) is looked at again next cycle.
+    const touched = new Set(actions.map(keyOf));
+    for (const [p, st] of states) {
+      if (!st.local && st.synced?.kind === 'dir' && !touched.has(p) && !skip.has(p)) this.markLocal(p);
+    }
     const ups = actions.filter((a) => a.kind.startsWith('push-'));
     const downs = actions.filter((a) => !a.kind.startsWith('push-'));
     const large = actions.length > 200 || actions.some((a) => a.kind === 'download' && a.remote.size > 64 * 1024 * 1024);
@@ -396,6 +401,11 @@ export class Engine {
         break;
       case 'push-move':
         this.index.rebaseSynced(a.from, a.to);
+        // The server moved whatever it had under the folder, newer changes included: follow it.
+        for (const old of this.index.remoteUnder(a.from)) {
+          this.index.putRemote({ ...old, deleted: true });
+          if (!old.deleted) this.index.putRemote({ ...old, path: (a.to + old.path.slice(a.from.length)) as RelPath, from: null });
+        }
         remote(a.from, { kind: a.synced.kind, deleted: true, seq: r.seq });
         remote(a.to, { kind: a.synced.kind, seq: r.seq, version: a.synced.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime, exec: a.synced.exec });
         break;

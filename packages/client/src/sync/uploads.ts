@@ -44,6 +44,7 @@ export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: 
       }
       const { acked } = await conn.putChunk(c.hash, data);
       const counted = acked.then(() => progress.up(c.size));
+      counted.catch(() => {}); // handled below, once the job's chunks are all queued
       sent.set(c.hash, counted);
       jobAcks.push(counted);
     }

@@ -70,7 +70,9 @@ export class WsGateway {
   private accept(ws: WebSocket, req: IncomingMessage): void {
     this.unauthenticated++;
     this.alive.set(ws, true);
+    // Any frame from the device shows the link is alive, not only pongs (a busy upload may delay them).
     ws.on('pong', () => this.alive.set(ws, true));
+    ws.on('message', () => this.alive.set(ws, true));
     ws.on('error', () => {});
     let settled = false;
     const settle = () => {

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { forEachDatabase, scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
+
+function sha(file: string): string | undefined {
+  try {
+    return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  } catch {
+    return undefined;
+  }
+}
+
+describe('Live sync', function () {
+  this.timeout(180_000);
+
+  forEachDatabase((kind) => {
+    let s: Scenario;
+    let laptop: TestDevice;
+    let desktop: TestDevice;
+
+    beforeEach(async () => {
+      s = await scenario(kind);
+      laptop = await s.addDevice('laptop');
+      desktop = await s.addDevice('desktop');
+      await laptop.start();
+      await desktop.start();
+    });
+    afterEach(async () => s.cleanup());
+
+    it('carries edits, moves and deletes both ways while both devices run', async () => {
+      laptop.write('live/a.txt', 'one');
+      await waitFor('a.txt on desktop', () => desktop.read('live/a.txt') === 'one');
+      desktop.write('live/a.txt', 'two');
+      await waitFor('the edit on laptop', () => laptop.read('live/a.txt') === 'two');
+      fs.renameSync(laptop.p('live'), laptop.p('renamed'));
+      await waitFor('the move on desktop', () => desktop.read('renamed/a.txt') === 'two' && !desktop.exists('live'));
+      fs.rmSync(desktop.p('renamed'), { recursive: true });
+      await waitFor('the delete on laptop', () => !laptop.exists('renamed'));
+    });
+
+    it('syncs a 100 MiB file intact', async () => {
+      const block = crypto.randomBytes(1024 * 1024);
+      const fd = fs.openSync(laptop.p('big.bin'), 'w');
+      for (let i = 0; i < 100; i++) {
+        block.writeUInt32LE(i, 0);
+        fs.writeSync(fd, block);
+      }
+      fs.closeSync(fd);
+      const want = sha(laptop.p('big.bin'));
+      await waitFor('big.bin on desktop', () => sha(desktop.p('big.bin')) === want, 120_000, 200);
+      const leftovers = fs.readdirSync(desktop.dir).filter((n) => n.startsWith('.keepsync-'));
+      assert.deepEqual(leftovers, []);
+    });
+  });
+});

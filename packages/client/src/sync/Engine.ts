@@ -34,6 +34,9 @@ export interface CycleResult {
  * base so the server arbitrates. A cycle can stop anywhere (crash, lost
  * connection) and the next one picks up from what is on disk and in the index.
  */
+/** Set KEEPSYNC_TRACE=1 to log every cycle's planned actions on stderr. */
+const TRACE = process.env.KEEPSYNC_TRACE === '1';
+
 export class Engine {
   private readonly dirtyLocal = new Set<string>();
   private readonly dirtyRemote = new Set<RelPath>();
@@ -141,6 +144,7 @@ export class Engine {
         const key = wire ?? (p.normalize('NFC') as RelPath);
         get(key);
         for (const s of this.index.syncedUnder(key)) get(s.path);
+        if (!l) await this.gatherVanishedAncestors(key, get);
       }
       for (const p of this.dirtyRemote) get(p);
       this.dirtyRemote.clear();
@@ -162,6 +166,20 @@ export class Engine {
       this.guardRoot(undefined);
     }
     return states;
+  }
+
+  /**
+   * A file reported gone may have gone with its folder, and watchers do not
+   * always report the folder itself: synced folders above it that are gone
+   * too join this cycle, so the folder's delete goes out as one.
+   */
+  private async gatherVanishedAncestors(p: RelPath, get: (p: RelPath) => PathStates): Promise<void> {
+    for (let slash = p.lastIndexOf('/'); slash > 0; slash = p.lastIndexOf('/', slash - 1)) {
+      const dir = p.slice(0, slash) as RelPath;
+      if (this.index.synced(dir)?.kind !== 'dir' || (await this.scanner.stat(dir))) return;
+      get(dir);
+      for (const s of this.index.syncedUnder(dir)) get(s.path);
+    }
   }
 
   /** A vanished or suddenly empty folder root stops the sync (never a mass delete). */
@@ -208,6 +226,7 @@ export class Engine {
       else this.failing.delete(p);
     }
     const actions = plan(states, { skip });
+    if (TRACE) process.stderr.write(`keepsync trace: ${actions.map((a) => `${a.kind} ${keyOf(a)}`).join(', ') || 'nothing to do'}\n`);
     if (actions.length === 0) return { worked: false, pendingUp: 0, pendingDown: 0 };
     // A folder delete held back this cycle (something inside changed) is looked at again next cycle.
     const touched = new Set(actions.map(keyOf));

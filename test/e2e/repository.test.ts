@@ -1,0 +1,26 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+describe('Repository', () => {
+  it('keeps only the README in certs/: generated certificates and keys never reach git', () => {
+    const tracked = execFileSync('git', ['ls-files', 'certs'], { cwd: root, encoding: 'utf8' }).trim().split('\n');
+    assert.deepEqual(tracked, ['certs/README.md']);
+    const ignored = spawnSync('git', ['check-ignore', '-q', 'certs/server.key', 'certs/server.crt', 'data/keepsync.db'], { cwd: root });
+    assert.equal(ignored.status, 0, 'certs/server.key, certs/server.crt and data/ must be ignored');
+  });
+
+  it('has a docker-compose.yml that docker-compose accepts (server with PostgreSQL, volumes, port 8443)', function () {
+    const probe = spawnSync('docker-compose', ['version'], { encoding: 'utf8' });
+    if (probe.error || probe.status !== 0) this.skip();
+    const r = spawnSync('docker-compose', ['-f', path.join(root, 'docker-compose.yml'), 'config'], { cwd: root, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /DATABASE_URL: postgres:\/\//);
+    assert.match(r.stdout, /8443/);
+    assert.match(r.stdout, /\/data/);
+    assert.match(r.stdout, /\/certs/);
+  });
+});

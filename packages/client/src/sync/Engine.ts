@@ -1,6 +1,6 @@
 import {
-  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isWithin, packManifest,
-  type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
+  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isWithin, packManifest, unpackManifest,
+  type ChunkRef, type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex, RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
 import type { LocalFolder } from '../folder/LocalFolder.js';
@@ -329,7 +329,8 @@ export class Engine {
     const sorted = [...actions].sort((x, y) => order(x) - order(y) || keyOf(x).localeCompare(keyOf(y)));
     // Upload the content of puts first; a put whose chunks did not all arrive waits for the next cycle.
     const puts = sorted.filter((a): a is Extract<Action, { kind: 'push-put' }> => a.kind === 'push-put');
-    const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, chunks: a.local.content?.chunks ?? [] }]));
+    const ops = new Map<Action, Op>(puts.map((a) => [a, this.opOf(a)]));
+    const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, chunks: chunksToOffer(a, ops.get(a)!) }]));
     const uploaded = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
     const ready: Action[] = [];
     for (const a of sorted) {
@@ -355,7 +356,7 @@ export class Engine {
       this.progress.fileUp(sent.length);
     };
     for (const a of ready) {
-      const op = this.opOf(a);
+      const op = ops.get(a) ?? this.opOf(a);
       const size = 200 + (op.op === 'put' ? ('full' in op.manifest ? op.manifest.full.byteLength : op.manifest.delta.middle.byteLength) : 0);
       if (batch.length >= MAX_OPS_PER_PUSH || (bytes + size > PUSH_BYTES && batch.length > 0)) await flush();
       batch.push({ a, op });
@@ -496,4 +497,17 @@ function resolveManifest(ref: ManifestRef, base: SyncedRecord | undefined) {
   if ('full' in ref) return ref.full;
   if (!base?.manifest || ref.delta.base !== base.version) throw new KeepsyncError('FRAME_INVALID', 'the server sent a manifest delta against a version this device does not have');
   return applyManifestDelta(base.manifest, ref.delta);
+}
+
+/**
+ * The chunks of a put the server may lack: all of them for a full manifest,
+ * only the delta's middle otherwise (its head and tail come from the base
+ * version, which the server holds), so an edit in a large file asks about a
+ * handful of hashes instead of every chunk.
+ */
+function chunksToOffer(a: Extract<Action, { kind: 'push-put' }>, op: Op): ChunkRef[] {
+  const chunks = a.local.content?.chunks ?? [];
+  if (op.op !== 'put' || 'full' in op.manifest) return chunks;
+  const named = new Set(unpackManifest(op.manifest.delta.middle).map((c) => c.hash));
+  return chunks.filter((c) => named.has(c.hash));
 }

@@ -92,7 +92,7 @@ class Proc {
     this.stdout = '';
     this.stderr = '';
     this.started = performance.now();
-    this.child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+    this.child = spawn(process.execPath, [...(process.env.KEEPSYNC_BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.KEEPSYNC_BENCH_PROFILE}`] : []), CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
     children.add(this.child);
     const cap = (s, d) => (s.length > 200_000 ? s.slice(-100_000) + d : s + d);
     this.child.stdout.on('data', (d) => (this.stdout = cap(this.stdout, String(d))));

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './threadpool.js';
 import { Exit, UsageError, reportFailure, setDebug } from './output.js';
 import { USAGE, commands } from './commands/index.js';
 

@@ -29,7 +29,15 @@ export interface PendingWrite {
  * are checked to stay inside the root, through real directories only.
  */
 export class LocalFolder {
+  /** Parent folders checked to be real folders during this cycle (see forgetDirs). */
+  private readonly knownDirs = new Set<string>();
+
   constructor(readonly root: string) {}
+
+  /** Forgets which folders were checked: each sync cycle looks at the disk afresh. */
+  forgetDirs(): void {
+    this.knownDirs.clear();
+  }
 
   abs(localPath: string): string {
     const p = path.join(this.root, ...localPath.split('/'));
@@ -59,6 +67,7 @@ export class LocalFolder {
   /** Creates the parents of `localPath` as real directories (never through a symlink). */
   async ensureParents(localPath: string): Promise<void> {
     const parts = localPath.split('/').slice(0, -1);
+    if (parts.length === 0 || this.knownDirs.has(parts.join('/'))) return;
     let cur = this.root;
     for (const part of parts) {
       cur = path.join(cur, part);
@@ -85,7 +94,14 @@ export class LocalFolder {
     await this.ensureParents(localPath);
     const target = this.abs(localPath);
     const tmp = path.join(path.dirname(target), `${TEMP_PREFIX}${randomBytes(6).toString('hex')}`);
-    const fh = await fsp.open(tmp, 'wx', 0o644);
+    const fh = await fsp.open(tmp, 'wx', 0o644).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') throw err;
+      // A parent folder changed since it was last checked: check again.
+      this.knownDirs.clear();
+      await this.ensureParents(localPath);
+      return fsp.open(tmp, 'wx', 0o644);
+    });
+    this.knownDirs.add(path.posix.dirname(localPath));
     return { fh, tmp, target };
   }
 
@@ -137,6 +153,7 @@ export class LocalFolder {
   async removeDir(localPath: string): Promise<boolean> {
     try {
       await fsp.rmdir(this.abs(localPath));
+      this.knownDirs.delete(localPath);
       return true;
     } catch {
       return false;
@@ -148,6 +165,7 @@ export class LocalFolder {
     if (!(await this.matches(from, exp)) || !(await this.matches(to, { absent: true }))) return undefined;
     await this.ensureParents(to);
     await fsp.rename(this.abs(from), this.abs(to));
+    this.knownDirs.clear();
     return fsp.lstat(this.abs(to));
   }
 

@@ -50,6 +50,7 @@ const blob = (m: Manifest | null) => (m ? Buffer.from(m.buffer, m.byteOffset, m.
  */
 export class LocalIndex {
   private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -69,6 +70,16 @@ export class LocalIndex {
     `);
   }
 
+  /** A prepared statement, compiled once per index. */
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
   close(): void {
     this.db.close();
   }
@@ -79,11 +90,11 @@ export class LocalIndex {
   }
 
   getMeta(key: string): string | undefined {
-    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as Row | undefined)?.value;
+    return (this.stmt('SELECT value FROM meta WHERE key = ?').get(key) as Row | undefined)?.value;
   }
 
   setMeta(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.stmt('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
   get epoch(): string {
@@ -96,30 +107,29 @@ export class LocalIndex {
   // ---- synced ----
 
   synced(path: string): SyncedRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM synced WHERE path = ?').get(path) as Row | undefined;
+    const r = this.stmt('SELECT * FROM synced WHERE path = ?').get(path) as Row | undefined;
     return r ? toSynced(r) : undefined;
   }
 
   allSynced(): SyncedRecord[] {
-    return (this.db.prepare('SELECT * FROM synced').all() as Row[]).map(toSynced);
+    return (this.stmt('SELECT * FROM synced').all() as Row[]).map(toSynced);
   }
 
   /** Synced records strictly under `dir`. */
   syncedUnder(dir: string): SyncedRecord[] {
-    return (this.db.prepare('SELECT * FROM synced WHERE path >= ? AND path < ?').all(`${dir}/`, `${dir}0`) as Row[]).map(toSynced);
+    return (this.stmt('SELECT * FROM synced WHERE path >= ? AND path < ?').all(`${dir}/`, `${dir}0`) as Row[]).map(toSynced);
   }
 
   syncedCount(): number {
-    return (this.db.prepare('SELECT count(*) AS n FROM synced').get() as Row).n;
+    return (this.stmt('SELECT count(*) AS n FROM synced').get() as Row).n;
   }
 
   putSynced(s: SyncedRecord): void {
-    this.db
-      .prepare('INSERT OR REPLACE INTO synced (path, kind, version, hash, size, mtime, exec, ino, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+    this.stmt('INSERT OR REPLACE INTO synced (path, kind, version, hash, size, mtime, exec, ino, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
       .run(s.path, s.kind, s.version, s.hash, s.size, s.mtime, s.exec ? 1 : 0, s.ino, blob(s.manifest));
-    this.db.prepare('DELETE FROM chunks WHERE path = ?').run(s.path);
+    this.stmt('DELETE FROM chunks WHERE path = ?').run(s.path);
     if (s.manifest && s.kind === 'file') {
-      const ins = this.db.prepare('INSERT OR IGNORE INTO chunks (hash, path, offset, size) VALUES (?, ?, ?, ?)');
+      const ins = this.stmt('INSERT OR IGNORE INTO chunks (hash, path, offset, size) VALUES (?, ?, ?, ?)');
       const view = new DataView(s.manifest.buffer, s.manifest.byteOffset, s.manifest.byteLength);
       let offset = 0;
       for (let o = 0; o < s.manifest.byteLength; o += MANIFEST_RECORD) {
@@ -131,8 +141,8 @@ export class LocalIndex {
   }
 
   deleteSynced(path: string): void {
-    this.db.prepare('DELETE FROM synced WHERE path = ?').run(path);
-    this.db.prepare('DELETE FROM chunks WHERE path = ?').run(path);
+    this.stmt('DELETE FROM synced WHERE path = ?').run(path);
+    this.stmt('DELETE FROM chunks WHERE path = ?').run(path);
   }
 
   /** Moves synced records of `from` (and its subtree) to `to`. */
@@ -146,27 +156,26 @@ export class LocalIndex {
 
   /** Where a chunk can be read locally: synced files that contain it. */
   chunkSources(hash: string): Array<{ path: RelPath; offset: number; size: number }> {
-    return this.db.prepare('SELECT path, offset, size FROM chunks WHERE hash = ? LIMIT 4').all(hash) as never;
+    return this.stmt('SELECT path, offset, size FROM chunks WHERE hash = ? LIMIT 4').all(hash) as never;
   }
 
   // ---- remote ----
 
   remote(path: string): RemoteRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM remote WHERE path = ?').get(path) as Row | undefined;
+    const r = this.stmt('SELECT * FROM remote WHERE path = ?').get(path) as Row | undefined;
     return r ? toRemote(r) : undefined;
   }
 
   allRemote(): RemoteRecord[] {
-    return (this.db.prepare('SELECT * FROM remote').all() as Row[]).map(toRemote);
+    return (this.stmt('SELECT * FROM remote').all() as Row[]).map(toRemote);
   }
 
   remoteUnder(dir: string): RemoteRecord[] {
-    return (this.db.prepare('SELECT * FROM remote WHERE path >= ? AND path < ?').all(`${dir}/`, `${dir}0`) as Row[]).map(toRemote);
+    return (this.stmt('SELECT * FROM remote WHERE path >= ? AND path < ?').all(`${dir}/`, `${dir}0`) as Row[]).map(toRemote);
   }
 
   putRemote(r: RemoteRecord): void {
-    this.db
-      .prepare('INSERT OR REPLACE INTO remote (path, kind, deleted, seq, version, hash, size, mtime, exec, from_path, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+    this.stmt('INSERT OR REPLACE INTO remote (path, kind, deleted, seq, version, hash, size, mtime, exec, from_path, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
       .run(r.path, r.kind, r.deleted ? 1 : 0, r.seq, r.version, r.hash, r.size, r.mtime, r.exec ? 1 : 0, r.from, blob(r.manifest));
   }
 

@@ -43,6 +43,7 @@ export class Engine {
   private fullScan = true;
   /** Paths whose last push failed, with the stat that failed, to avoid hot loops. */
   private readonly failing = new Map<string, string>();
+  private readonly downloaded: SyncedRecord[] = [];
   private readonly progress: Progress;
 
   constructor(
@@ -216,6 +217,7 @@ export class Engine {
 
   /** One pass: pull, scan, plan, act. */
   async cycle(conn: Connection): Promise<CycleResult> {
+    this.folder.forgetDirs();
     await this.pull(conn);
     const states = await this.gather();
     await this.hashWhereNeeded(states);
@@ -286,7 +288,11 @@ export class Engine {
       }
     }
     if (downloads.length > 0) {
-      await downloadFiles(downloads, conn, this.index, this.folder, this.progress);
+      try {
+        await downloadFiles(downloads, conn, this.index, this.folder, this.progress);
+      } finally {
+        this.flushDownloaded();
+      }
     }
     // Deepest first, so folders are empty when their turn comes.
     deletes.sort((x, y) => (x.path < y.path ? 1 : x.path > y.path ? -1 : 0));
@@ -295,6 +301,21 @@ export class Engine {
       if (done || a.local.kind === 'dir') this.index.deleteSynced(a.path);
       if (!done && a.local.kind === 'file') this.markLocal(a.local.localPath);
     }
+  }
+
+  /**
+   * Records downloaded files in the index a few hundred per transaction. A
+   * crash before the flush leaves files on disk that the index does not know
+   * yet; the next cycle finds them equal to the server's and adopts them.
+   */
+  private recordDownloaded(s: SyncedRecord): void {
+    this.downloaded.push(s);
+    if (this.downloaded.length >= 256) this.flushDownloaded();
+  }
+
+  private flushDownloaded(): void {
+    const batch = this.downloaded.splice(0);
+    if (batch.length > 0) this.index.tx(() => batch.forEach((s) => this.index.putSynced(s)));
   }
 
   private async downloadJob(a: Extract<Action, { kind: 'download' }>, conn: Connection): Promise<DownloadJob> {
@@ -312,7 +333,7 @@ export class Engine {
       path: a.path, localPath, manifest: full, hash: r.hash, mtime: r.mtime, exec: r.exec, expect,
       onDone: (res) => {
         if (res) {
-          this.index.putSynced({ ...syncedFromRemote(r, res.ino, res.mtime), manifest: full });
+          this.recordDownloaded({ ...syncedFromRemote(r, res.ino, res.mtime), manifest: full });
           this.progress.fileDown();
         } else {
           this.markLocal(localPath);

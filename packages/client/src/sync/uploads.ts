@@ -5,6 +5,10 @@ import type { LocalFolder } from '../folder/LocalFolder.js';
 import type { Connection } from '../transport/Connection.js';
 import type { Progress } from '../progress.js';
 
+/** Chunk reads started ahead of the one being sent: at most this many, and this many bytes. */
+const READ_AHEAD = 16;
+const READ_AHEAD_BYTES = 4 * 1024 * 1024;
+
 /** A file whose chunks must be on the server before its put is pushed. */
 export interface UploadJob {
   localPath: string;
@@ -27,36 +31,60 @@ export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: 
   }
   const ok = new Set<UploadJob>(jobs);
   const sent = new Map<string, Promise<void>>();
-  const acks: Promise<void>[] = [];
+  const jobAcks = new Map<UploadJob, Promise<void>[]>(jobs.map((j) => [j, []]));
+  // Each missing chunk once, in job order; reads run a little ahead of the sends.
+  const reads: Array<{ job: UploadJob; chunk: ChunkRef; data?: Promise<Buffer | undefined> }> = [];
+  const queued = new Set<string>();
   for (const job of jobs) {
-    const jobAcks: Promise<void>[] = [];
     for (const c of job.chunks) {
       if (!missing.has(c.hash)) continue;
-      const already = sent.get(c.hash);
-      if (already) {
-        jobAcks.push(already);
-        continue;
-      }
-      const data = await folder.read(job.localPath, c.offset, c.size);
-      if (!data) {
-        ok.delete(job);
-        break;
-      }
-      const { acked } = await conn.putChunk(c.hash, data);
-      const counted = acked.then(() => progress.up(c.size));
-      counted.catch(() => {}); // handled below, once the job's chunks are all queued
-      sent.set(c.hash, counted);
-      jobAcks.push(counted);
+      if (queued.has(c.hash)) continue;
+      queued.add(c.hash);
+      reads.push({ job, chunk: c });
     }
-    acks.push(
-      Promise.all(jobAcks).then(
-        () => undefined,
-        () => {
-          ok.delete(job);
-        },
-      ),
-    );
   }
+  let ahead = 0;
+  let aheadBytes = 0;
+  const readAhead = (from: number) => {
+    for (let k = from + ahead; k < reads.length && ahead < READ_AHEAD && (ahead === 0 || aheadBytes < READ_AHEAD_BYTES); k++) {
+      const r = reads[k];
+      r.data = folder.read(r.job.localPath, r.chunk.offset, r.chunk.size);
+      ahead++;
+      aheadBytes += r.chunk.size;
+    }
+  };
+  for (let i = 0; i < reads.length; i++) {
+    readAhead(i);
+    const r = reads[i];
+    const data = await r.data!;
+    r.data = undefined;
+    ahead--;
+    aheadBytes -= r.chunk.size;
+    if (!ok.has(r.job)) continue;
+    if (!data) {
+      ok.delete(r.job);
+      continue;
+    }
+    const { acked } = await conn.putChunk(r.chunk.hash, data);
+    const counted = acked.then(() => progress.up(r.chunk.size));
+    counted.catch(() => {}); // handled below, once every chunk is queued
+    sent.set(r.chunk.hash, counted);
+  }
+  for (const job of jobs) {
+    for (const c of job.chunks) {
+      const p = sent.get(c.hash);
+      if (p) jobAcks.get(job)!.push(p);
+      else if (missing.has(c.hash)) ok.delete(job); // its read failed in another job
+    }
+  }
+  const acks = jobs.map((job) =>
+    Promise.all(jobAcks.get(job)!).then(
+      () => undefined,
+      () => {
+        ok.delete(job);
+      },
+    ),
+  );
   await Promise.all(acks);
   return ok;
 }

@@ -7,6 +7,7 @@ import type { ContentStore } from '../storage/ContentStore.js';
 import type { Folder } from '../sync/model.js';
 import type { SyncService } from '../sync/SyncService.js';
 import type { FolderOps } from './FolderOps.js';
+import { Semaphore } from '../sync/Mutex.js';
 
 /** Bytes queued towards a device before the session waits for the socket to drain. */
 const HIGH_WATER = 8 * 1024 * 1024;
@@ -28,6 +29,7 @@ type Handlers = { [T in Exclude<ClientMessageType, 'hello'>]: (msg: ClientMessag
 export class DeviceSession {
   private queue: Promise<void> = Promise.resolve();
   private readonly uploads = new Set<Promise<void>>();
+  private readonly uploadSlots = new Semaphore(UPLOAD_PARALLEL);
   private buffered = 0;
   private drainWaiters: Array<() => void> = [];
   closed = false;
@@ -76,9 +78,10 @@ export class DeviceSession {
       this.protocolError(new ProtocolError('FRAME_INVALID', 'hello was already received'));
       return;
     }
-    if (msg.type === 'put-chunk' && this.uploads.size < UPLOAD_PARALLEL) {
-      // Uploads overlap each other; the queue waits for them before anything else.
-      const p = this.queue.then(() => this.handlers['put-chunk'](msg as ClientMessageOf<'put-chunk'>));
+    if (msg.type === 'put-chunk') {
+      // Uploads overlap each other (a few at a time); anything else waits for the uploads before it.
+      const upload = msg;
+      const p = this.queue.then(() => this.uploadSlots.run(() => this.handlers['put-chunk'](upload)));
       this.uploads.add(p);
       p.finally(() => this.uploads.delete(p)).catch(() => {});
       return;

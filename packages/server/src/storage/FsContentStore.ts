@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +16,8 @@ const FSYNC_PARALLEL = 32;
 export class FsContentStore implements ContentStore {
   private readonly root: string;
   private pending = new Set<string>();
+  /** Prefix directories made by this process (a rename recreates one that vanished). */
+  private readonly dirs = new Set<string>();
 
   constructor(dataDir: string) {
     this.root = path.join(dataDir, 'chunks');
@@ -34,10 +37,8 @@ export class FsContentStore implements ContentStore {
   }
 
   async missing(hashes: readonly string[]): Promise<string[]> {
-    const found = await Promise.all(
-      hashes.map((h) => fs.access(this.fileOf(h)).then(() => true, () => false)),
-    );
-    return hashes.filter((_, i) => !found[i]);
+    // A stat that finds nothing is cheap; through the thread pool it would cost a round trip and an exception.
+    return hashes.filter((h) => !existsSync(this.fileOf(h)));
   }
 
   async put(hash: string, data: Uint8Array): Promise<void> {
@@ -45,11 +46,19 @@ export class FsContentStore implements ContentStore {
       throw new KeepsyncError('CHUNK_HASH_MISMATCH', 'chunk content does not match its hash');
     }
     const file = this.fileOf(hash);
-    if (await fs.access(file).then(() => true, () => false)) return;
+    if (existsSync(file)) return;
     const tmp = path.join(this.root, 'tmp', `${hash}.${randomBytes(6).toString('hex')}`);
     await fs.writeFile(tmp, data);
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    await fs.rename(tmp, file);
+    const dir = path.dirname(file);
+    if (!this.dirs.has(dir)) {
+      await fs.mkdir(dir, { recursive: true });
+      this.dirs.add(dir);
+    }
+    await fs.rename(tmp, file).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      await fs.mkdir(dir, { recursive: true });
+      await fs.rename(tmp, file);
+    });
     this.pending.add(file);
   }
 

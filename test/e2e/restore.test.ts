@@ -268,6 +268,7 @@ describe('Versions and trash', function () {
     });
 
     it('purges a trash item for good', async () => {
+      laptop.write('stays.txt', 'so the folder is never empty');
       laptop.write('purge-me/x.bin', Buffer.alloc(300_000, 7));
       laptop.write('purge-me/y.txt', 'y');
       await settle(laptop, desktop);
@@ -290,6 +291,38 @@ describe('Versions and trash', function () {
       failed(await laptop.run(['trash', 'restore', 'purge-me']), 1, /^keepsync: purge-me is not in the trash/);
       await settle(laptop, desktop);
       assert.ok(!laptop.exists('purge-me') && !desktop.exists('purge-me'));
+    });
+
+    it('purges only what the purged item alone kept', async () => {
+      // twice.txt is deleted twice, and live.txt deleted and written anew.
+      laptop.write('twice.txt', 'first life');
+      laptop.write('live.txt', 'old life');
+      await laptop.syncOnce();
+      fs.rmSync(laptop.p('twice.txt'));
+      fs.rmSync(laptop.p('live.txt'));
+      await laptop.syncOnce();
+      laptop.write('twice.txt', 'second life');
+      laptop.write('live.txt', 'new life');
+      await laptop.syncOnce();
+      fs.rmSync(laptop.p('twice.txt'));
+      await laptop.syncOnce();
+      const items = (await trash()).filter((i) => i.path === 'twice.txt' || i.path === 'live.txt');
+      assert.equal(items.length, 3, JSON.stringify(items));
+      const [secondDelete, firstDelete] = items.filter((i) => i.path === 'twice.txt');
+      const oldLive = items.find((i) => i.path === 'live.txt');
+
+      // The newer item of twice.txt goes; the older one still restores.
+      assert.equal((await admin.request('DELETE', `/folders/Sync/trash/${secondDelete.id}`)).status, 204);
+      assert.equal((await admin.request('DELETE', `/folders/Sync/trash/${oldLive.id}`)).status, 204);
+      ok(await admin.request('POST', `/folders/Sync/trash/${firstDelete.id}/restore`));
+      await settle(laptop, desktop);
+      for (const d of [laptop, desktop]) {
+        assert.equal(d.read('twice.txt'), 'first life', d.name);
+        assert.equal(d.read('live.txt'), 'new life', d.name);
+      }
+      const live = await admin.requestRaw('GET', '/folders/Sync/content?path=live.txt');
+      assert.equal(live.body.toString(), 'new life');
+      assert.deepEqual(ok(await admin.request('GET', '/folders/Sync/versions?path=live.txt')).map((v: any) => v.hash), [sha256('new life')]);
     });
 
     it('refuses unknown ids and hostile paths with a clear error and changes nothing', async () => {

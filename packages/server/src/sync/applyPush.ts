@@ -306,6 +306,8 @@ export class PushApplier {
     if (item.state !== 'trashed') throw new KeepsyncError('NOT_FOUND', 'that trash item was already restored or purged');
     const root = (await this.live(item.path)) ? await this.freeRestoredPath(item.path, item.kind === 'dir') : item.path;
     await this.ensureParents(root);
+    // One query for what is at the new place now, instead of one per restored path.
+    if (item.kind === 'dir') for (const e of await this.tx.entriesUnder(this.ctx.folder.id, root)) this.cached(e);
     for (const e of [...entries].sort((a, b) => (a.path < b.path ? -1 : 1))) {
       const target = rebase(e.path, item.path, root);
       if (e.kind === 'dir') {

@@ -51,7 +51,7 @@ export class Restorer implements FolderOps {
       if (!v || v.folderId !== folder.id || v.path !== path) throw new KeepsyncError('NOT_FOUND', `${path} has no version ${id}; see "keepsync versions ${path}"`);
     });
     if (r.version === id) return { message: `version ${id} of ${path} is already the current one`, path: r.path };
-    return { message: `restored version ${id} of ${path}${r.path !== path ? ` as ${r.path} (a folder is in its place)` : ''}`, path: r.path };
+    return { message: `restored version ${id} of ${path}${r.path !== path ? ` as ${r.path}, beside the folder ${path} that is there now` : ''}`, path: r.path };
   }
 
   async trash(folder: Folder): Promise<TrashInfo[]> {
@@ -74,8 +74,9 @@ export class Restorer implements FolderOps {
       item = await this.trashed(folder, itemId);
       entries = await this.meta.trashEntries(item.id);
     });
-    const what = item!.kind === 'dir' ? `the folder ${root}` : root;
-    return { message: `restored ${what}${root !== item!.path ? ` (${item!.path} is taken)` : ''}`, path: root };
+    const what = item!.kind === 'dir' ? `the folder ${item!.path}` : item!.path;
+    if (root === item!.path) return { message: `restored ${what}`, path: root };
+    return { message: `restored ${what} as ${root}, beside the ${item!.path} that is there now`, path: root };
   }
 
   /** Restores the newest trash item deleted at `path`. */

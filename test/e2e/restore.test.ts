@@ -111,6 +111,7 @@ describe('Versions and trash', function () {
         want.set(`Projects/${rel}`, `${sha256(content)} ${when.getTime()}`);
         bytes += Buffer.byteLength(content);
       }
+      fs.mkdirSync(path.join(staging, 'empty', 'inner'), { recursive: true });
       await laptop.start();
       await desktop.start();
       fs.renameSync(staging, laptop.p('Projects'));
@@ -119,9 +120,10 @@ describe('Versions and trash', function () {
         assert.deepEqual(filesOf(desktop, 'Projects'), want);
         return true;
       }, 30_000, 100);
+      await waitFor('the empty folder on desktop', () => desktop.exists('Projects/empty/inner'), 30_000, 100);
       const listing = ok(await admin.request('GET', `/folders/Sync/files?path=Projects`));
-      assert.equal(listing.length, 20);
-      assert.ok(listing.every((e: any) => e.kind === 'dir' && /^Projects\/sub\d\d$/.test(e.path)), JSON.stringify(listing));
+      assert.equal(listing.length, 21);
+      assert.ok(listing.every((e: any) => e.kind === 'dir' && /^Projects\/(sub\d\d|empty)$/.test(e.path)), JSON.stringify(listing));
 
       // A storm of deletes as the watcher sees it.
       fs.rmSync(laptop.p('Projects'), { recursive: true });
@@ -142,7 +144,7 @@ describe('Versions and trash', function () {
       for (const d of [laptop, desktop]) {
         await waitFor(`every file back on ${d.name}`, () => {
           assert.deepEqual(filesOf(d, 'Projects'), want);
-          return true;
+          return fs.statSync(d.p('Projects/empty/inner')).isDirectory();
         }, 60_000, 100);
       }
       assert.deepEqual(await trash(), []);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { forEachDatabase, scenario, tempDir, type Scenario, type TestDevice } from '../helpers/cluster.js';
@@ -273,14 +273,20 @@ describe('Versions and trash', function () {
     });
 
     it('purges a trash item for good', async () => {
-      laptop.write('purge-me/x.bin', Buffer.alloc(300_000, 7));
+      const big = randomBytes(6 * 1024 * 1024);
+      laptop.write('purge-me/x.bin', big);
       laptop.write('purge-me/y.txt', 'y');
       await settle(laptop, desktop);
       fs.rmSync(laptop.p('purge-me'), { recursive: true });
       await settle(laptop, desktop);
       const item = (await trash()).find((i) => i.path === 'purge-me');
       assert.ok(item);
-      assert.ok(ok(await admin.request('GET', '/folders/Sync/versions?path=purge-me/x.bin')).length > 0);
+      // A deleted file still downloads, streamed chunk by chunk.
+      const [deleted] = ok(await admin.request('GET', '/folders/Sync/versions?path=purge-me/x.bin'));
+      const dl = await admin.requestRaw('GET', `/folders/Sync/content?path=purge-me/x.bin&version=${deleted.id}`);
+      assert.equal(dl.status, 200);
+      assert.ok(dl.body.equals(big), 'the download differs from the deleted file');
+      refused(await admin.request('GET', '/folders/Sync/content?path=purge-me/x.bin'), 404, 'the current content of a deleted file');
 
       // Without a session, nothing happens.
       refused(await httpsJson(`${s.server.url}/api/v1/folders/Sync/trash/${item.id}`, 'DELETE'), 401, 'purge without a session');

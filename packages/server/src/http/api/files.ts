@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import type { Response } from 'express';
 import { Router } from 'express';
 import { KeepsyncError, baseName, sha256Hex, unpackManifest, type RelPath } from '@keepsync/protocol';
@@ -106,7 +105,20 @@ async function sendContent(deps: AppDeps, res: Response, path: RelPath, v: Versi
       res.destroy();
       return;
     }
-    if (!res.write(data)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    if (!res.write(data)) await drained(res);
   }
   res.end();
+}
+
+/** Resolves when the response can take more, or is gone. */
+function drained(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }

@@ -1,6 +1,8 @@
 import express from 'express';
 import { KeepsyncError } from '@keepsync/protocol';
 import { deviceRoutes } from './api/devices.js';
+import { fileRoutes } from './api/files.js';
+import { trashRoutes } from './api/trash.js';
 import { sessionRoutes } from './api/session.js';
 import { settingsRoutes } from './api/settings.js';
 import { statusRoutes } from './api/status.js';
@@ -9,7 +11,7 @@ import { errorHandler } from './errors.js';
 import { pageRoutes } from './pages.js';
 import { noStore, sameOrigin, securityHeaders } from './security.js';
 
-export type { AppDeps, Presence } from './deps.js';
+export type { AppDeps, FolderDeps, Presence } from './deps.js';
 
 /** Largest JSON body the API accepts. */
 export const MAX_JSON_BODY = 64 * 1024;
@@ -37,6 +39,8 @@ export function createApp(deps: AppDeps): express.Express {
   api.use(deviceRoutes(deps));
   api.use(statusRoutes(deps));
   api.use(settingsRoutes(deps));
+  api.use(fileRoutes(deps));
+  api.use(trashRoutes(deps));
   api.use((req) => {
     throw new KeepsyncError('NOT_FOUND', `no API endpoint ${req.method} /api/v1${req.path}`);
   });

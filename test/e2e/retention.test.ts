@@ -254,6 +254,40 @@ describe('Retention and chunk collection', function () {
       assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     });
 
+    it('never removes a current version, nor one a trash item holds, even when keeping one version', async () => {
+      const { server } = env;
+      const laptop = await env.addDevice('laptop');
+      const raw = await rawDevice(server, 'inspector');
+      const [m1, m2, m3] = [randomBytes(30_000), randomBytes(30_000), randomBytes(30_000)];
+      // memo.bin is deleted (the trash holds m1), then written anew twice at the same path.
+      laptop.write('memo.bin', m1);
+      await laptop.syncOnce();
+      fs.rmSync(laptop.p('memo.bin'));
+      await laptop.syncOnce();
+      for (const c of [m2, m3]) {
+        laptop.write('memo.bin', c);
+        await laptop.syncOnce();
+      }
+      await env.setRetention({ versions: { keep: 1 } });
+      server.ageChunks(2 * HOUR);
+      await server.maintain();
+      const listed = await raw.request({ type: 'versions', path: 'memo.bin' }, 'versions-list');
+      assert.deepEqual(listed.versions.map((v: any) => v.hash), [sha256Hex(m3), sha256Hex(m1)]);
+      assert.equal(fs.existsSync(server.chunkFile(sha256Hex(m2))), false);
+
+      // The trash item still comes back whole, beside the new file.
+      const restored = await raw.request({ type: 'trash-restore', path: 'memo.bin' }, 'done');
+      assert.equal(restored.type, 'done', JSON.stringify(restored));
+      raw.sock.terminate();
+      await laptop.syncOnce();
+      const names = [...laptop.tree().keys()].sort();
+      assert.equal(names.length, 2, names.join(', '));
+      assert.ok(fs.readFileSync(laptop.p('memo.bin')).equals(m3));
+      assert.ok(fs.readFileSync(laptop.p(names.find((n) => n !== 'memo.bin')!)).equals(m1));
+      const verify = await server.verify();
+      assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+    });
+
     it('loses nothing when collection races an upload whose push is pending and a restore', async () => {
       const { server } = env;
       const laptop = await env.addDevice('laptop');

@@ -64,7 +64,12 @@ export class KnexMaintenanceStore implements MaintenanceStore {
         .where((w) => {
           w.where('r.rank', '>', policy.keep)
             .orWhere('r.replaced_at', '<', policy.versionsReplacedBefore)
-            .orWhere((gone) => gone.whereNotIn('r.path', livePaths).whereNotIn('r.path', heldByTrash(trx, 'path', folderId)));
+            .orWhere((gone) =>
+              gone
+                .whereNotIn('r.path', livePaths)
+                .whereNotIn('r.path', heldByTrash(trx, 'path', folderId))
+                // A trashed file whose folder was renamed since: its history moved with the folder.
+                .whereNotIn('r.path', trx('versions').select('path').where({ folder_id: folderId }).whereIn('id', heldByTrash(trx, 'version_id', folderId))));
         });
 
       const ids = expired.map((r) => Number(r.id));

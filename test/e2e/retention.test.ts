@@ -358,6 +358,55 @@ describe('Retention and chunk collection', function () {
       assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     });
 
+    it('survives the server being killed in the middle of a collection', async () => {
+      // A real server process this time, killed with SIGKILL while its start-up collection sweeps.
+      const db = await kind.create();
+      const server = new TestServer(db);
+      const laptop = new TestDevice('laptop');
+      const desktop = new TestDevice('desktop');
+      try {
+        await server.start();
+        assert.equal((await laptop.pair(await server.pairingLink())).code, 0);
+        for (let i = 0; i < 20; i++) laptop.write(`photos/p${i}.bin`, randomBytes(20_000 + i));
+        await laptop.syncOnce();
+        await server.stop();
+
+        const chunksDir = path.join(server.dataDir, 'chunks');
+        const listChunks = () => fs.readdirSync(chunksDir).filter((d) => d.length === 2).flatMap((d) => fs.readdirSync(path.join(chunksDir, d)));
+        const referenced = new Set(listChunks());
+        const then = new Date(Date.now() - 2 * HOUR);
+        for (let i = 0; i < 3000; i++) {
+          const data = randomBytes(64);
+          const hash = sha256Hex(data);
+          fs.mkdirSync(path.join(chunksDir, hash.slice(0, 2)), { recursive: true });
+          fs.writeFileSync(path.join(chunksDir, hash.slice(0, 2), hash), data);
+        }
+        for (const d of fs.readdirSync(chunksDir).filter((x) => x.length === 2)) {
+          for (const f of fs.readdirSync(path.join(chunksDir, d))) fs.utimesSync(path.join(chunksDir, d, f), then, then);
+        }
+        const total = listChunks().length;
+
+        await server.start();
+        await waitFor('the collection to start removing garbage', () => listChunks().length < total, 30_000, 1);
+        await server.stop('SIGKILL');
+        await server.start();
+        await waitFor('the collection to finish after the restart', () => listChunks().length === referenced.size, 60_000);
+        assert.deepEqual(new Set(listChunks()), referenced);
+
+        // The restarted server listens on a new port: a new device reads everything back from it.
+        assert.equal((await desktop.pair(await server.pairingLink())).code, 0);
+        await desktop.syncOnce();
+        assert.deepEqual(sortedTree(desktop.tree()), sortedTree(laptop.tree()));
+        const verify = await keepsync(['server', 'verify', '--data', server.dataDir, ...(db.url ? ['--database-url', db.url] : [])]);
+        assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+      } finally {
+        await laptop.cleanup();
+        await desktop.cleanup();
+        await server.cleanup();
+        await db.drop();
+      }
+    });
+
     it('server verify reports a corrupt and a missing chunk with the files they belong to', async () => {
       const { server } = env;
       const laptop = await env.addDevice('laptop');

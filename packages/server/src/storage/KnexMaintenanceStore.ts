@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { RelPath } from '@keepsync/protocol';
 import type {
   IndexFigures, LiveEntryRow, MaintenanceStore, RetentionPolicy, RetentionResult, VersionRole, VersionRow,
 } from '../maintenance/MaintenanceStore.js';
@@ -122,7 +123,7 @@ export class KnexMaintenanceStore implements MaintenanceStore {
     return rows.map((r) => ({ path: r.path, kind: r.kind }));
   }
 
-  async filesWithoutVersion(): Promise<Array<{ folderId: number; path: any }>> {
+  async filesWithoutVersion(): Promise<Array<{ folderId: number; path: RelPath }>> {
     const rows: Row[] = await this.db('entries as e')
       .leftJoin('versions as v', 'v.id', 'e.version_id')
       .where({ 'e.deleted': false, 'e.kind': 'file' })

@@ -22,6 +22,8 @@ export class FsContentStore implements ContentStore {
   private pending = new Set<string>();
   /** Uses (`missing`, `put`) in progress, per hash. */
   private readonly using = new Map<string, number>();
+  /** Last use of chunks whose file time could not be set. */
+  private readonly usedHere = new Map<string, number>();
   /** Removals in progress, per hash; a use waits for them. */
   private readonly removing = new Map<string, Promise<unknown>>();
   /** Chunk count and bytes, once a full listing has counted them; kept up to date by puts and removals. */
@@ -89,7 +91,14 @@ export class FsContentStore implements ContentStore {
       await fs.utimes(file, now, now);
       return true;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return false;
+      // A file whose time cannot be set (not ours, read-only): remember the use here instead.
+      if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
+        if (!(await fs.access(file).then(() => true, () => false))) return false;
+        this.usedHere.set(path.basename(file), now.getTime());
+        return true;
+      }
       throw err;
     }
   }
@@ -127,6 +136,8 @@ export class FsContentStore implements ContentStore {
     const file = this.fileOf(hash);
     // Checked and claimed in one step: a use that starts later waits for the removal.
     if (this.using.has(hash) || this.removing.has(hash)) return 0;
+    if ((this.usedHere.get(hash) ?? -Infinity) >= unusedSince) return 0;
+    this.usedHere.delete(hash);
     const removal = (async () => {
       const st = await fs.stat(file).catch(() => undefined);
       if (!st || st.mtimeMs >= unusedSince) return 0;

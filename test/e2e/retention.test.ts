@@ -11,7 +11,6 @@ import { AdminClient, RawSocket, redeemPairing } from '../helpers/rawDevice.js';
 import { waitFor } from '../helpers/wait.js';
 
 const DAY = 24 * 60 * 60 * 1000;
-const HOUR = 60 * 60 * 1000;
 
 /**
  * The server in this test process, so that the test can move its clock
@@ -182,7 +181,7 @@ describe('Retention and chunk collection', function () {
       assert.deepEqual({ versions: lowered.versions, versionBytes: lowered.versionBytes }, { versions: 1, versionBytes: SIZE });
       assert.equal(server.diskBytes(), 5 * SIZE + 50_000);
 
-      server.ageChunks(2 * HOUR);
+      server.ageChunks(2 * DAY);
       const second = await server.maintain();
       assert.equal(second.collection.freedBytes, 3 * SIZE);
       const after = await env.status();
@@ -225,7 +224,7 @@ describe('Retention and chunk collection', function () {
 
       const trashed = await env.status();
       assert.deepEqual({ items: trashed.trashItems, bytes: trashed.trashBytes }, { items: 2, bytes: 120_000 });
-      server.ageChunks(2 * HOUR);
+      server.ageChunks(2 * DAY);
 
       // 29 days later the trash (30 days by default) is still whole.
       server.offsetMs = 29 * DAY;
@@ -269,7 +268,7 @@ describe('Retention and chunk collection', function () {
         await laptop.syncOnce();
       }
       await env.setRetention({ versions: { keep: 1 } });
-      server.ageChunks(2 * HOUR);
+      server.ageChunks(2 * DAY);
       await server.maintain();
       const listed = await raw.request({ type: 'versions', path: 'memo.bin' }, 'versions-list');
       assert.deepEqual(listed.versions.map((v: any) => v.hash), [sha256Hex(m3), sha256Hex(m1)]);
@@ -312,7 +311,7 @@ describe('Retention and chunk collection', function () {
       };
       await upload(reused);
       await upload(garbage);
-      server.ageChunks(2 * HOUR);
+      server.ageChunks(2 * DAY);
 
       // The device learns that `reused` is on the server and uploads `fresh`; its push comes later.
       const asked = await device.request({ type: 'has-chunks', hashes: packHashes(chunked.get(reused)!.map((c) => c.hash)) }, 'missing');
@@ -374,7 +373,7 @@ describe('Retention and chunk collection', function () {
         const chunksDir = path.join(server.dataDir, 'chunks');
         const listChunks = () => fs.readdirSync(chunksDir).filter((d) => d.length === 2).flatMap((d) => fs.readdirSync(path.join(chunksDir, d)));
         const referenced = new Set(listChunks());
-        const then = new Date(Date.now() - 2 * HOUR);
+        const then = new Date(Date.now() - 2 * DAY);
         for (let i = 0; i < 3000; i++) {
           const data = randomBytes(64);
           const hash = sha256Hex(data);

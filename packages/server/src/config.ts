@@ -15,7 +15,7 @@ export interface ServerConfig {
   insecureHttp?: boolean;
   log?: (line: string) => void;
   clock?: () => number;
-  /** How long an unreferenced chunk survives its last use before the collector may remove it (default one hour). */
+  /** How long an unreferenced chunk survives its last use before the collector may remove it (default one day). */
   gcGraceMs?: number;
   /** How often retention and chunk collection run (default hourly, and once at start). */
   maintenanceIntervalMs?: number;

@@ -6,8 +6,12 @@ import type { MaintenanceStore, RetentionResult } from './MaintenanceStore.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** How long an unreferenced chunk is kept after its last use: room for an upload whose push is still to come. */
-export const DEFAULT_GC_GRACE_MS = 60 * 60 * 1000;
+/**
+ * How long an unreferenced chunk is kept after its last use: room for an
+ * upload whose push is still to come (a large file over a slow link uploads
+ * for hours before its push names its first chunks).
+ */
+export const DEFAULT_GC_GRACE_MS = 24 * 60 * 60 * 1000;
 /** How often retention and collection run (and once at start). */
 export const DEFAULT_MAINTENANCE_INTERVAL_MS = 60 * 60 * 1000;
 

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chunkBuffer, packHashes, packManifest, sha256Hex, unpackHashes, type ChunkedFile, type Op } from '@keepsync/protocol';
-import { startServer, type MaintenanceReport, type RunningServer } from '@keepsync/server';
+import { openDatabase, startServer, type MaintenanceReport, type RunningServer } from '@keepsync/server';
 import { TestDevice, TestServer, forEachDatabase, sortedTree } from '../helpers/cluster.js';
 import type { DatabaseKind, TestDatabase } from '../helpers/databases.js';
 import { keepsync, type RunResult } from '../helpers/processes.js';
@@ -431,6 +431,19 @@ describe('Retention and chunk collection', function () {
       assert.match(lines[0], new RegExp(`^corrupt chunk ${ha}: needed by Sync/a\\.txt \\(current version \\d+\\)$`));
       assert.match(lines[1], new RegExp(`^missing chunk ${hb}: needed by Sync/notes/b\\.txt \\(current version \\d+\\)$`));
       assert.match(broken.stderr, /^keepsync: verify found 2 of 3 chunks missing or corrupt, affecting 2 versions of 2 files; restore .* from a backup.*\n$/);
+      assert.doesNotMatch(broken.stderr + broken.stdout, /\s+at /, 'no stack trace');
+
+      // An index damaged by hand: the folder row of notes/ is gone while its file remains.
+      const db = await openDatabase({ dataDir: server.dataDir, databaseUrl: server.db.url });
+      try {
+        assert.equal(await db('entries').where({ path: 'notes', kind: 'dir' }).delete(), 1);
+      } finally {
+        await db.destroy();
+      }
+      const orphaned = await server.verify();
+      assert.equal(orphaned.code, 1);
+      assert.match(orphaned.stdout, /^entry without a parent folder: Sync\/notes\/b\.txt$/m);
+      assert.match(orphaned.stderr, /and 1 index problem;/);
     });
   });
 });

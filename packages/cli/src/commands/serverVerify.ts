@@ -31,7 +31,8 @@ export default async function run(argv: string[]): Promise<number> {
       if (report.badChunks.length > 0) {
         parts.push(`${report.badChunks.length} of ${report.chunks} chunks missing or corrupt, affecting ${versions.size} versions of ${files.size} files`);
       }
-      if (report.indexProblems.length > 0) parts.push(`${report.indexProblems.length} index problems`);
+      const n = report.indexProblems.length;
+      if (n > 0) parts.push(`${n} index problem${n === 1 ? '' : 's'}`);
       throw new KeepsyncError(
         report.badChunks.length > 0 ? 'CHUNK_MISSING' : 'INTERNAL',
         `verify found ${parts.join(' and ')}; restore ${path.join(dataDir, 'chunks')} from a backup (the lines above name what is affected)`,

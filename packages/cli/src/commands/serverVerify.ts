@@ -35,7 +35,7 @@ export default async function run(argv: string[]): Promise<number> {
       if (n > 0) parts.push(`${n} index problem${n === 1 ? '' : 's'}`);
       throw new KeepsyncError(
         report.badChunks.length > 0 ? 'CHUNK_MISSING' : 'INTERNAL',
-        `verify found ${parts.join(' and ')}; restore ${path.join(dataDir, 'chunks')} from a backup (the lines above name what is affected)`,
+        `verify found ${parts.join(' and ')}; restore ${report.badChunks.length > 0 ? path.join(dataDir, 'chunks') : 'the database'} from a backup (the lines above name what is affected)`,
       );
     }
     out(`ok: ${report.chunks} chunks (${report.bytes} bytes) of ${report.versions} versions in ${report.folders} folders are present and intact`);

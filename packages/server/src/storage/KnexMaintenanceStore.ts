@@ -7,7 +7,8 @@ import { isPostgres } from './db.js';
 
 type Row = Record<string, any>;
 
-const DELETE_BATCH = 500;
+/** Ids per IN (…) list. */
+const IN_BATCH = 500;
 
 /** Version ids of the current files (of one folder, or of all). */
 function currentVersionIds(db: Knex | Knex.Transaction, folderId?: number): Knex.QueryBuilder {
@@ -74,8 +75,8 @@ export class KnexMaintenanceStore implements MaintenanceStore {
         });
 
       const ids = expired.map((r) => Number(r.id));
-      for (let i = 0; i < ids.length; i += DELETE_BATCH) {
-        await trx('versions').whereIn('id', ids.slice(i, i + DELETE_BATCH)).delete();
+      for (let i = 0; i < ids.length; i += IN_BATCH) {
+        await trx('versions').whereIn('id', ids.slice(i, i + IN_BATCH)).delete();
       }
       const versionBytes = expired.reduce((n, r) => n + Number(r.size), 0);
       if (ids.length > 0 || trashItems > 0) {
@@ -104,8 +105,8 @@ export class KnexMaintenanceStore implements MaintenanceStore {
 
   async roles(versionIds: readonly number[]): Promise<Map<number, VersionRole>> {
     const out = new Map<number, VersionRole>();
-    for (let i = 0; i < versionIds.length; i += DELETE_BATCH) {
-      const batch = versionIds.slice(i, i + DELETE_BATCH);
+    for (let i = 0; i < versionIds.length; i += IN_BATCH) {
+      const batch = versionIds.slice(i, i + IN_BATCH);
       for (const r of await this.db('versions').whereIn('id', batch).select('id')) out.set(r.id, 'history');
       for (const r of await heldByTrash(this.db, 'version_id').whereIn('te.version_id', batch)) out.set(r.version_id, 'trash');
       for (const r of await currentVersionIds(this.db).whereIn('version_id', batch)) out.set(r.version_id, 'current');

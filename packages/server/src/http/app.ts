@@ -1,11 +1,14 @@
 import express from 'express';
 import { KeepsyncError } from '@keepsync/protocol';
+import { activityRoutes } from './api/activity.js';
+import { certificateRoutes } from './api/certificate.js';
 import { deviceRoutes } from './api/devices.js';
 import { sessionRoutes } from './api/session.js';
 import { settingsRoutes } from './api/settings.js';
 import { statusRoutes } from './api/status.js';
 import type { AppDeps } from './deps.js';
 import { errorHandler } from './errors.js';
+import { adminPageRoutes } from './adminPage.js';
 import { pageRoutes } from './pages.js';
 import { noStore, sameOrigin, securityHeaders } from './security.js';
 
@@ -37,11 +40,14 @@ export function createApp(deps: AppDeps): express.Express {
   api.use(deviceRoutes(deps));
   api.use(statusRoutes(deps));
   api.use(settingsRoutes(deps));
+  api.use(activityRoutes(deps));
+  api.use(certificateRoutes(deps));
   api.use((req) => {
     throw new KeepsyncError('NOT_FOUND', `no API endpoint ${req.method} /api/v1${req.path}`);
   });
   app.use('/api/v1', api);
 
+  app.use(adminPageRoutes());
   app.use(pageRoutes(deps));
   app.use((_req, res) => {
     res.status(404).type('text/plain').send('not found\n');

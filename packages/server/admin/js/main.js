@@ -97,6 +97,13 @@ byId('logout').addEventListener('click', async () => {
   showLogin('You have logged out.');
 });
 
+// Clicking the open tab again reloads it.
+for (const link of document.querySelectorAll('.tabs a')) {
+  link.addEventListener('click', () => {
+    if (link.dataset.tab === tabFromHash()) openTab(link.dataset.tab);
+  });
+}
+
 window.addEventListener('hashchange', () => {
   if (!byId('app').hidden) openTab(tabFromHash());
 });

@@ -3,7 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { TestDevice, forEachDatabase, scenario, type Scenario } from '../helpers/cluster.js';
+import { startServer, type RunningServer } from '@keepsync/server';
+import { TestDevice, forEachDatabase, scenario, tempDir, type Scenario } from '../helpers/cluster.js';
+import type { TestDatabase } from '../helpers/databases.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -22,16 +24,26 @@ const PHONE = { width: 390, height: 844 };
 const HOSTILE = '<img src=x onerror=alert(1)>';
 const HOSTILE_DEVICE = '<b>Anna</b> <img src=x onerror=alert(2)>';
 
+/** Skips the suite, saying why, when Chromium is not installed (CI installs it). */
+function needChromium(this: Mocha.Context): void {
+  if (!fs.existsSync(CHROMIUM)) {
+    console.log(`    (skipped: no Chromium at ${CHROMIUM}; install Debian's "chromium" package or set KEEPSYNC_CHROMIUM)`);
+    this.skip();
+  }
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+}
+
+function screenshot(page: Page, name: string): Promise<Buffer> {
+  return page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+function launch(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+}
+
 describe('Admin page', function () {
   this.timeout(120_000);
-
-  before(function () {
-    if (!fs.existsSync(CHROMIUM)) {
-      console.log(`    (skipped: no Chromium at ${CHROMIUM}; install Debian's "chromium" package or set KEEPSYNC_CHROMIUM)`);
-      this.skip();
-    }
-    fs.mkdirSync(ARTIFACTS, { recursive: true });
-  });
+  before(needChromium);
 
   forEachDatabase((kind) => {
     let s: Scenario;
@@ -43,7 +55,7 @@ describe('Admin page', function () {
     const alerts: string[] = [];
     const pageErrors: string[] = [];
 
-    const shot = (name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${kind.name}-${name}.png`), fullPage: true });
+    const shot = (name: string) => screenshot(page, `${kind.name}-${name}`);
     const tab = async (name: string) => {
       await page.click(`.tabs a[data-tab="${name}"]`);
       await page.locator(`#tab-${name}`).waitFor({ state: 'visible' });
@@ -61,7 +73,7 @@ describe('Admin page', function () {
 
     before(async () => {
       s = await scenario(kind);
-      browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+      browser = await launch();
       context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: DESKTOP });
       page = await context.newPage();
       page.on('dialog', (d) => {
@@ -245,6 +257,81 @@ describe('Admin page', function () {
       await shot('desktop-login');
       assert.deepEqual(alerts, []);
       assert.deepEqual(pageErrors, []);
+    });
+  });
+});
+
+describe('Admin page sessions', function () {
+  this.timeout(60_000);
+  before(needChromium);
+
+  forEachDatabase((kind) => {
+    const password = 'correct horse battery staple';
+    let db: TestDatabase;
+    let root: string;
+    let server: RunningServer;
+    let browser: Browser;
+    let page: Page;
+    /** The server's clock runs this far ahead of the real one. */
+    let skew = 0;
+
+    before(async () => {
+      db = await kind.create();
+      root = tempDir('admin-sessions');
+      server = await startServer({
+        dataDir: path.join(root, 'data'), certsDir: path.join(root, 'certs'), host: '127.0.0.1', port: 0,
+        databaseUrl: db.url, adminPassword: password, clock: () => Date.now() + skew, log: () => {},
+      });
+      browser = await launch();
+      page = await (await browser.newContext({ ignoreHTTPSErrors: true, viewport: DESKTOP })).newPage();
+      await page.goto(`${server.url}/admin`);
+      await page.fill('#login-password', password);
+      await page.click('#login-submit');
+      await page.locator('#tab-devices').waitFor({ state: 'visible' });
+    });
+
+    after(async () => {
+      await browser?.close();
+      await server?.close();
+      await db?.drop();
+      if (root) fs.rmSync(root, { recursive: true, force: true });
+    });
+
+    it('asks for the password again before creating a pairing link 15 minutes after login', async () => {
+      skew = 16 * 60_000;
+      await page.click('#add-device');
+      await page.getByRole('button', { name: 'Create pairing link' }).click();
+      const confirm = page.getByRole('dialog', { name: 'Confirm your password' });
+      await confirm.waitFor();
+      await page.fill('#reauth-password', 'wrong');
+      await confirm.getByRole('button', { name: 'Confirm' }).click();
+      await page.getByRole('dialog', { name: 'Confirm your password' }).getByRole('alert').filter({ hasText: 'wrong password' }).waitFor();
+      await page.fill('#reauth-password', password);
+      await page.getByRole('dialog', { name: 'Confirm your password' }).getByRole('button', { name: 'Confirm' }).click();
+      assert.match(await page.locator('#pairing-link').inputValue(), /\/pair\?code=/);
+      await page.getByRole('button', { name: 'Done' }).click();
+    });
+
+    it('asks for the password again before lowering retention, not before raising it', async () => {
+      await page.click('.tabs a[data-tab="settings"]');
+      skew += 16 * 60_000;
+      await page.fill('#set-trash', '60');
+      await page.click('#settings-save');
+      await page.getByText('Settings saved.').waitFor();
+      await page.fill('#set-trash', '7');
+      await page.click('#settings-save');
+      await page.getByRole('dialog', { name: 'Confirm your password' }).getByRole('button', { name: 'Cancel' }).click();
+      await page.locator('#settings-error').filter({ hasText: 'password is needed' }).waitFor();
+      const settings = await page.evaluate(() => fetch('/api/v1/settings').then((r) => r.json()));
+      assert.equal(settings.trashDays, 60, 'cancelled: retention unchanged');
+    });
+
+    it('returns to the login screen when the session expires', async () => {
+      skew += 13 * 60 * 60_000;
+      await page.click('.tabs a[data-tab="devices"]');
+      await page.locator('#login').waitFor({ state: 'visible' });
+      await page.locator('#login-error').filter({ hasText: 'log in again' }).waitFor();
+      await screenshot(page, `${kind.name}-desktop-expired`);
     });
   });
 });

@@ -62,6 +62,7 @@ async function remove(device) {
 
 async function addDevice() {
   const name = await askText('Add a device', 'Device name (optional)', '', 'Create pairing link', {
+    optional: true,
     hint: 'A pairing link works once, within 15 minutes. The device uses it to find this NAS and to check its certificate.',
   });
   if (name === undefined) return;

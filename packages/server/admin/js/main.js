@@ -16,8 +16,10 @@ function showLogin(message) {
   byId('app').hidden = true;
   byId('loading').hidden = true;
   byId('login').hidden = false;
+  byId('toast').hidden = true;
   const error = byId('login-error');
   error.textContent = message ?? '';
+  error.className = 'form-note';
   error.hidden = !message;
   const input = byId('login-password');
   input.value = '';
@@ -69,7 +71,7 @@ async function refreshSummary() {
   }
 }
 
-whenLoggedOut((message) => showLogin(`${message.replace(/;.*$/, '')}. Please log in again.`));
+whenLoggedOut(() => showLogin('Your session has ended. Please log in again.'));
 
 byId('login-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
@@ -82,6 +84,7 @@ byId('login-form').addEventListener('submit', async (ev) => {
   } catch (err) {
     const error = byId('login-error');
     error.textContent = err.message;
+    error.className = 'form-error';
     error.hidden = false;
   } finally {
     submit.disabled = false;

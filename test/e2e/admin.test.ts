@@ -145,6 +145,7 @@ describe('Admin page', function () {
       laptop.write(HOSTILE, 'harmless');
       laptop.write('Photos/2024/beach.jpg', 'sand and sea');
       laptop.write('Photos/cat.jpg', 'meow');
+      laptop.write('old.txt', 'not needed');
       await reopenUntil('files', fileRow('notes.txt'), 'notes.txt in the Files tab');
       laptop.write('notes.txt', 'second draft');
 
@@ -182,6 +183,7 @@ describe('Admin page', function () {
     it('restores a deleted folder from the trash, whole, on the device; purges an item', async () => {
       fs.rmSync(laptop.p('Photos'), { recursive: true });
       fs.rmSync(laptop.p(HOSTILE));
+      fs.rmSync(laptop.p('old.txt'));
       await reopenUntil('trash', row('trash-table', 'Photos'), 'Photos in the trash');
       await row('trash-table', HOSTILE).waitFor();
       assert.equal(await page.locator('img[src="x"]').count(), 0);
@@ -194,7 +196,13 @@ describe('Admin page', function () {
 
       await row('trash-table', HOSTILE).getByRole('button', { name: /^Delete .* forever/ }).click();
       await page.getByRole('dialog').getByRole('button', { name: 'Delete forever' }).click();
+      await row('trash-table', HOSTILE).waitFor({ state: 'detached' });
+      await row('trash-table', 'old.txt').waitFor();
+
+      await page.click('#empty-trash');
+      await page.getByRole('dialog').getByRole('button', { name: 'Empty trash' }).click();
       await page.getByText('The trash is empty').waitFor();
+      assert.equal(laptop.exists('old.txt'), false);
     });
 
     it('shows settings: retention, certificate, storage and recent activity; saves a change', async () => {
@@ -243,7 +251,9 @@ describe('Admin page', function () {
 
       await page.click('#logout');
       await page.locator('#login').waitFor({ state: 'visible' });
-      assert.equal((await page.request.get(`${s.server.url}/api/v1/devices`)).status(), 401);
+      for (const api of ['/devices', '/activity', '/certificate', '/folders/Sync/trash']) {
+        assert.equal((await page.request.get(`${s.server.url}/api/v1${api}`)).status(), 401, `GET ${api} needs a session`);
+      }
 
       let limited = false;
       for (let i = 0; i < 8 && !limited; i++) {

@@ -28,9 +28,9 @@ function render(devices) {
     cell('Name', el('span', { class: 'name', text: d.name })),
     cell('Platform', d.platform || '—'),
     cell('Status', el('span', { class: d.online ? 'status online' : 'status offline', text: d.online ? 'Online' : 'Offline' })),
-    cell('Last seen', d.online ? 'now' : formatAgo(d.lastSeenAt)),
+    cell('Last seen', el('span', { class: 'nowrap', text: d.online ? 'now' : formatAgo(d.lastSeenAt) })),
     cell('Address', el('span', { class: 'mono', text: d.address ?? '—' })),
-    cell('Paired', formatDate(d.pairedAt)),
+    cell('Paired', el('span', { class: 'nowrap', text: formatDate(d.pairedAt) })),
     el('td', { class: 'actions' },
       button('Rename', () => rename(d).catch(report), '', { 'aria-label': `Rename ${d.name}` }),
       button('Remove', () => remove(d).catch(report), 'danger-outline', { 'aria-label': `Remove ${d.name}` })),
@@ -103,7 +103,9 @@ export const devicesTab = {
   async show() {
     lastJson = '';
     clearInterval(timer);
-    timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
+    timer = setInterval(() => {
+      if (!document.hidden) refresh().catch(() => {});
+    }, REFRESH_MS);
     await refresh();
   },
   hide() {

@@ -57,8 +57,8 @@ async function refresh() {
     const open = isDir ? () => go(e.path) : () => showVersions(e.path).catch(report);
     return el('tr', { class: openFile === e.path ? 'selected' : undefined, dataset: { path: e.path } },
       cell('Name', el('button', { type: 'button', class: `link entry ${isDir ? 'dir' : 'file'}`, onclick: open }, el('span', { class: 'icon', 'aria-hidden': 'true' }), el('span', { class: 'name', text: name }))),
-      cell('Size', isDir ? '—' : formatBytes(Number(e.size))),
-      cell('Modified', isDir ? '—' : formatTime(e.modifiedAt ?? e.mtime)));
+      cell('Size', el('span', { class: 'nowrap', text: isDir ? '—' : formatBytes(Number(e.size)) })),
+      cell('Modified', el('span', { class: 'nowrap', text: isDir ? '—' : formatTime(e.modifiedAt ?? e.mtime) })));
   });
   fill(list, el('table', { class: 'table', id: 'files-table' },
     el('thead', {}, el('tr', {}, el('th', { text: 'Name' }), el('th', { text: 'Size' }), el('th', { text: 'Modified' }))),

@@ -23,8 +23,8 @@ async function refresh() {
   }
   const rows = items.map((t) => el('tr', { dataset: { trashId: String(t.id), path: t.path } },
     cell('Path', el('span', { class: `entry ${t.kind === 'dir' ? 'dir' : 'file'}` }, el('span', { class: 'icon', 'aria-hidden': 'true' }), el('span', { class: 'name', text: t.path }))),
-    cell('Size', formatBytes(Number(t.size))),
-    cell('Deleted', formatTime(t.deletedAt)),
+    cell('Size', el('span', { class: 'nowrap', text: formatBytes(Number(t.size)) })),
+    cell('Deleted', el('span', { class: 'nowrap', text: formatTime(t.deletedAt) })),
     cell('By', t.deletedBy ?? '—'),
     el('td', { class: 'actions' },
       button('Restore', () => restore(t).catch(report), 'primary', { 'aria-label': `Restore ${t.path}` }),

@@ -1,5 +1,7 @@
 import express from 'express';
 import { KeepsyncError } from '@keepsync/protocol';
+import { activityRoutes } from './api/activity.js';
+import { certificateRoutes } from './api/certificate.js';
 import { deviceRoutes } from './api/devices.js';
 import { fileRoutes } from './api/files.js';
 import { trashRoutes } from './api/trash.js';
@@ -8,6 +10,7 @@ import { settingsRoutes } from './api/settings.js';
 import { statusRoutes } from './api/status.js';
 import type { AppDeps } from './deps.js';
 import { errorHandler } from './errors.js';
+import { adminPageRoutes } from './adminPage.js';
 import { pageRoutes } from './pages.js';
 import { noStore, sameOrigin, securityHeaders } from './security.js';
 
@@ -41,11 +44,14 @@ export function createApp(deps: AppDeps): express.Express {
   api.use(settingsRoutes(deps));
   api.use(fileRoutes(deps));
   api.use(trashRoutes(deps));
+  api.use(activityRoutes(deps));
+  api.use(certificateRoutes(deps));
   api.use((req) => {
     throw new KeepsyncError('NOT_FOUND', `no API endpoint ${req.method} /api/v1${req.path}`);
   });
   app.use('/api/v1', api);
 
+  app.use(adminPageRoutes());
   app.use(pageRoutes(deps));
   app.use((_req, res) => {
     res.status(404).type('text/plain').send('not found\n');

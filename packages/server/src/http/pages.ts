@@ -23,7 +23,7 @@ const FINGERPRINT = /^[0-9a-f]{64}$/;
 
 /**
  * Pages for humans: /pair explains what to do with a pairing link (devices
- * pair from the command line), /admin is the admin page's address.
+ * pair from the command line). The admin page itself is adminPage.ts.
  */
 export function pageRoutes(deps: AppDeps): Router {
   const router = Router();
@@ -48,11 +48,6 @@ export function pageRoutes(deps: AppDeps): Router {
       `<p><code>sha256/${escapeHtml(fp)}</code></p>`,
     ].join('\n');
     res.type('html').send(page('Keepsync pairing', body));
-  });
-
-  router.get('/admin', (_req, res) => {
-    res.set('Cache-Control', 'no-store');
-    res.type('html').send(page('Keepsync admin', '<h1>Keepsync admin</h1>\n<p>The admin page is served here. Until it is built, use the JSON API under <code>/api/v1</code>.</p>'));
   });
 
   return router;

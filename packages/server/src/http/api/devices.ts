@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import QRCode from 'qrcode';
 import { KeepsyncError } from '@keepsync/protocol';
 import type { Device } from '../../auth/DeviceRegistry.js';
 import { RateLimiter, PAIRING_POLICY } from '../../auth/RateLimiter.js';
@@ -64,7 +65,10 @@ export function deviceRoutes(deps: AppDeps): Router {
     const { code, expiresAt } = await deps.devices.createPairing({ name, folder: body.folder });
     const fingerprint = deps.certificate().fingerprint;
     const base = (await deps.settings.get()).publicUrl ?? deps.serverUrl();
-    res.status(201).json({ code, link: pairingLink(base, code, fingerprint), fingerprint, expiresAt: new Date(expiresAt).toISOString() });
+    const link = pairingLink(base, code, fingerprint);
+    // The QR code travels as SVG text; the page shows it as an image, never as markup.
+    const qr = await QRCode.toString(link, { type: 'svg', margin: 2, errorCorrectionLevel: 'M' });
+    res.status(201).json({ code, link, fingerprint, expiresAt: new Date(expiresAt).toISOString(), qr });
   });
 
   // Called by a device after it checked the certificate fingerprint from the link.

@@ -8,7 +8,7 @@ import type { Scanner, LocalState } from '../scanner/Scanner.js';
 import type { Connection } from '../transport/Connection.js';
 import { Progress } from '../progress.js';
 import { needsHash, plan, type Action, type LocalView, type PathStates } from './planner.js';
-import { downloadFiles, type DownloadJob } from './transfers.js';
+import { PartialDownloads, downloadFiles, type DownloadJob } from './transfers.js';
 import { uploadChunks, type UploadJob } from './uploads.js';
 
 /** Most bytes of ops in one push frame, well under the control frame limit. */
@@ -44,6 +44,8 @@ export class Engine {
   /** Paths whose last push failed, with the stat that failed, to avoid hot loops. */
   private readonly failing = new Map<string, string>();
   private readonly progress: Progress;
+  /** Downloads cut off by a lost connection, resumed on the next cycle. */
+  private readonly partials: PartialDownloads;
 
   constructor(
     private readonly index: LocalIndex,
@@ -52,6 +54,12 @@ export class Engine {
     private readonly opts: EngineOptions,
   ) {
     this.progress = opts.progress ?? new Progress(undefined, false);
+    this.partials = new PartialDownloads(folder);
+  }
+
+  /** Removes what unfinished downloads left in the folder. */
+  async close(): Promise<void> {
+    await this.partials.clear();
   }
 
   /** A local path may have changed (from the watcher). */
@@ -286,7 +294,7 @@ export class Engine {
       }
     }
     if (downloads.length > 0) {
-      await downloadFiles(downloads, conn, this.index, this.folder, this.progress);
+      await downloadFiles(downloads, conn, this.index, this.folder, this.progress, this.partials);
     }
     // Deepest first, so folders are empty when their turn comes.
     deletes.sort((x, y) => (x.path < y.path ? 1 : x.path > y.path ? -1 : 0));

@@ -12,6 +12,13 @@ import type { FolderOps } from './FolderOps.js';
 const HIGH_WATER = 8 * 1024 * 1024;
 /** Chunk uploads stored concurrently per device. */
 const UPLOAD_PARALLEL = 8;
+/**
+ * Bytes of received frames not yet handled before the session stops reading
+ * from the socket (TCP then slows the device down); it reads again below half.
+ */
+const INBOUND_HIGH_WATER = 32 * 1024 * 1024;
+/** KEEPSYNC_TRACE=1 logs every chunk stored or received again (resume checks in tests). */
+const TRACE = process.env.KEEPSYNC_TRACE === '1';
 
 export interface SessionDevice {
   id: number;
@@ -29,6 +36,8 @@ export class DeviceSession {
   private queue: Promise<void> = Promise.resolve();
   private readonly uploads = new Set<Promise<void>>();
   private buffered = 0;
+  private inbound = 0;
+  private readingPaused = false;
   private drainWaiters: Array<() => void> = [];
   closed = false;
 
@@ -64,15 +73,31 @@ export class DeviceSession {
 
   private enqueue(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
+    // Whatever the device sends, at most INBOUND_HIGH_WATER bytes of it wait in memory.
+    const size = data.byteLength;
+    this.inbound += size;
+    if (this.inbound > INBOUND_HIGH_WATER && !this.readingPaused) {
+      this.readingPaused = true;
+      this.ws.pause();
+    }
+    const handled = () => {
+      this.inbound -= size;
+      if (this.readingPaused && this.inbound < INBOUND_HIGH_WATER / 2) {
+        this.readingPaused = false;
+        this.ws.resume();
+      }
+    };
     let msg: ClientMessage;
     try {
       if (!isBinary) throw new ProtocolError('FRAME_INVALID', 'text frames are not part of the protocol');
       msg = decodeClientMessage(data);
     } catch (err) {
+      handled();
       this.protocolError(err);
       return;
     }
     if (msg.type === 'hello') {
+      handled();
       this.protocolError(new ProtocolError('FRAME_INVALID', 'hello was already received'));
       return;
     }
@@ -80,7 +105,10 @@ export class DeviceSession {
       // Uploads overlap each other; the queue waits for them before anything else.
       const p = this.queue.then(() => this.handlers['put-chunk'](msg as ClientMessageOf<'put-chunk'>));
       this.uploads.add(p);
-      p.finally(() => this.uploads.delete(p)).catch(() => {});
+      p.finally(() => {
+        this.uploads.delete(p);
+        handled();
+      }).catch(() => {});
       return;
     }
     // Wait for the uploads started before this message (not later ones: they wait on the queue).
@@ -88,7 +116,8 @@ export class DeviceSession {
     this.queue = this.queue
       .then(() => Promise.allSettled(earlier))
       .then(() => this.dispatch(msg))
-      .catch((err) => this.protocolError(err));
+      .catch((err) => this.protocolError(err))
+      .finally(handled);
   }
 
   private async dispatch(msg: ClientMessage): Promise<void> {
@@ -142,7 +171,12 @@ export class DeviceSession {
     },
     'put-chunk': async (m) => {
       try {
-        await this.content.put(Buffer.from(m.hash).toString('hex'), m.data);
+        const hash = Buffer.from(m.hash).toString('hex');
+        if (TRACE) {
+          const again = (await this.content.missing([hash])).length === 0;
+          this.log(`trace: put-chunk ${hash} ${m.data.byteLength} ${again ? 'received again' : 'stored'}`);
+        }
+        await this.content.put(hash, m.data);
         await this.send({ type: 'chunk-ok', id: m.id });
       } catch (err) {
         const code = err instanceof KeepsyncError ? err.code : 'INTERNAL';

@@ -122,10 +122,12 @@ export class Relay {
       this.sockets.add(s);
       s.setNoDelay(true);
       s.on('error', () => {});
-      s.on('close', () => {
+      s.on('close', (hadError) => {
         this.sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
+        if (hadError) {
+          client.destroy();
+          upstream.destroy();
+        }
       });
     }
     this.forward(client, upstream, 'up');
@@ -153,6 +155,8 @@ export class Relay {
       }, this.delayMs);
     });
     dst.on('drain', resumeIfRoom);
+    // The end of the stream travels behind its last bytes.
+    src.on('end', () => setTimeout(() => dst.end(), this.delayMs));
   }
 
   /** Closes every connection and refuses new ones until `restore`. */

@@ -248,6 +248,13 @@ export class Engine {
     try {
       await this.applyRemote(downs, conn);
       await this.pushLocal(ups, conn);
+    } catch (err) {
+      // Cut off (a lost connection): every path of this plan is looked at again next cycle.
+      for (const a of actions) {
+        this.dirtyRemote.add(keyOf(a) as RelPath);
+        if (a.kind === 'push-move' || a.kind === 'rename-local') this.dirtyRemote.add(a.from);
+      }
+      throw err;
     } finally {
       if (large) this.progress.end();
     }

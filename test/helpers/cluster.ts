@@ -70,6 +70,10 @@ export class TestDevice {
   readonly home: string;
   readonly dir: string;
   live?: Proc;
+  /** Environment for this device's processes (e.g. NODE_EXTRA_CA_CERTS, KEEPSYNC_TRACE). */
+  env: NodeJS.ProcessEnv = {};
+  /** Runs this device's processes through a command (e.g. `ip netns exec NAME`). */
+  prefix: string[] = [];
 
   constructor(readonly name: string) {
     this.root = tempDir(`device-${name}`);
@@ -79,7 +83,7 @@ export class TestDevice {
   }
 
   run(args: string[], timeoutMs?: number): Promise<RunResult> {
-    return keepsync([...args, '--home', this.home], { timeoutMs });
+    return keepsync([...args, '--home', this.home], { timeoutMs, env: this.env, prefix: this.prefix });
   }
 
   async pair(link: string, extra: string[] = []): Promise<RunResult> {
@@ -94,8 +98,8 @@ export class TestDevice {
   }
 
   /** Starts `keepsync sync` in the background and waits until it is connected. */
-  async start(): Promise<void> {
-    this.live = new Proc(['sync', '--quiet', '--home', this.home]);
+  async start(extra: string[] = []): Promise<void> {
+    this.live = new Proc(['sync', '--quiet', '--home', this.home, ...extra], this.env, this.prefix);
     await waitFor(`${this.name} to connect`, () => {
       if (!this.live!.running) throw new Error(`${this.name} sync exited: ${this.live!.stderr}`);
       const state = readJson(path.join(this.home, 'state.json'));

@@ -11,10 +11,20 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * The command line for `keepsync ARGS`, run through `prefix` when given
+ * (e.g. `ip netns exec NAME`, to run a device inside a network namespace).
+ */
+function commandLine(args: string[], prefix: string[] = []): [string, string[]] {
+  const full = [process.execPath, CLI, ...args];
+  return prefix.length > 0 ? [prefix[0], [...prefix.slice(1), ...full]] : [full[0], full.slice(1)];
+}
+
 /** Runs `keepsync ARGS` to completion. */
-export function keepsync(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+export function keepsync(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; prefix?: string[] } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, argv] = commandLine(args, opts.prefix);
+    const child = spawn(cmd, argv, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -38,8 +48,9 @@ export class Proc {
   stderr = '';
   readonly exited: Promise<number | null>;
 
-  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}, prefix: string[] = []) {
+    const [cmd, argv] = commandLine(args, prefix);
+    this.child = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d) => (this.stdout += d));
     this.child.stderr!.on('data', (d) => (this.stderr += d));
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));

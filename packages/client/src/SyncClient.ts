@@ -5,6 +5,7 @@ import { LocalIndex } from './index/LocalIndex.js';
 import { LocalFolder } from './folder/LocalFolder.js';
 import { Scanner } from './scanner/Scanner.js';
 import { Connection } from './transport/Connection.js';
+import { TokenBucket } from './transport/TokenBucket.js';
 import { Engine } from './sync/Engine.js';
 import { Progress } from './progress.js';
 import { watchFolder, type Watcher } from './watcher/Watcher.js';
@@ -18,6 +19,9 @@ export interface SyncOptions {
   progress?: boolean;
   /** Debounce for watcher events, ms. */
   debounceMs?: number;
+  /** Upload and download rate limits, bytes per second (none when unset). */
+  maxUpload?: number;
+  maxDownload?: number;
 }
 
 /** Errors after which retrying cannot help: stop and tell the user. */
@@ -30,8 +34,12 @@ const FATAL = new Set(['TOKEN_REVOKED', 'TOKEN_INVALID', 'FOLDER_UNKNOWN', 'PROT
  * `once`, when both sides agree; rejects on a fatal error.
  */
 export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise<void> {
-  const pairing = home.requirePairing();
+  let pairing = home.requirePairing();
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const limits = {
+    uploadLimit: opts.maxUpload ? new TokenBucket(opts.maxUpload) : undefined,
+    downloadLimit: opts.maxDownload ? new TokenBucket(opts.maxDownload) : undefined,
+  };
   const folder = new LocalFolder(pairing.dir);
   const scanner = new Scanner(pairing.dir);
   const index = new LocalIndex(home.indexFile);
@@ -67,7 +75,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
     while (!opts.signal?.aborted) {
       let conn: Connection;
       try {
-        conn = await connect(pairing, index);
+        conn = await connect(pairing, index, limits);
       } catch (err) {
         if (isKeepsyncError(err) && FATAL.has(err.code)) throw err;
         state.lastError = errorMessage(err);
@@ -79,6 +87,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         continue;
       }
       backoff = 500;
+      pairing = learnAddresses(home, pairing, conn);
       engine.adoptEpoch(conn.welcome.folder.epoch, conn.welcome.folder.seq);
       state.connected = true;
       state.lastError = null;
@@ -105,6 +114,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
     }
   } finally {
     clearTimeout(debounce);
+    await engine.close();
     await watcher?.close();
     index.close();
     state.connected = false;
@@ -151,11 +161,44 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   }
 }
 
-async function connect(p: Pairing, index: LocalIndex): Promise<Connection> {
-  return Connection.open({
-    server: p.server, fingerprint: p.fingerprint, token: p.token, folder: p.folder, epoch: index.epoch, seq: index.seq,
-    platform: `${os.platform()}-${os.arch()}`,
-  });
+/**
+ * Connects through the first address that answers: the one that worked last,
+ * then the paired one, then the server's public URL. Every address is held
+ * to the same pinned certificate, so trying one more is safe.
+ */
+async function connect(p: Pairing, index: LocalIndex, limits: { uploadLimit?: TokenBucket; downloadLimit?: TokenBucket }): Promise<Connection> {
+  const addresses = [...new Set([p.server, p.publicUrl].filter((a): a is string => !!a))];
+  let first: unknown;
+  for (const server of addresses) {
+    try {
+      return await Connection.open({
+        server, fingerprint: p.fingerprint, token: p.token, folder: p.folder, epoch: index.epoch, seq: index.seq,
+        platform: `${os.platform()}-${os.arch()}`, ...limits,
+      });
+    } catch (err) {
+      // Only "cannot reach" moves on to the next address; a refusal by the server is final.
+      if (!(isKeepsyncError(err) && err.code === 'UNAVAILABLE')) throw err;
+      first ??= err;
+    }
+  }
+  throw first;
+}
+
+/**
+ * Remembers the server's public URL from welcome, and the address that
+ * worked first from now on, so a laptop away from home does not wait for the
+ * LAN address to time out on every reconnect.
+ */
+function learnAddresses(home: ClientHome, p: Pairing, conn: Connection): Pairing {
+  const publicUrl = conn.welcome.publicUrl;
+  const others = [p.server, p.publicUrl, publicUrl].filter((a): a is string => !!a && a !== conn.server);
+  const next: Pairing = { ...p, server: conn.server || p.server };
+  const alternative = publicUrl && publicUrl !== next.server ? publicUrl : others.find((a) => a !== next.server);
+  if (alternative) next.publicUrl = alternative;
+  else delete next.publicUrl;
+  if (next.server === p.server && next.publicUrl === p.publicUrl) return p;
+  home.writePairing(next);
+  return next;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -7,8 +7,17 @@ import { KeepsyncError } from '@keepsync/protocol';
 export interface Pairing {
   /** `https://host:port` of the server. */
   server: string;
-  /** Pinned SHA-256 fingerprint of the server certificate, 64 lowercase hex. */
+  /**
+   * Pinned SHA-256 fingerprint of the server certificate, 64 lowercase hex;
+   * '' when paired through a link without one (a publicly valid certificate is required).
+   */
   fingerprint: string;
+  /**
+   * The server's public address when it differs from `server` (learned at
+   * pairing and on every connection): tried when `server` cannot be reached,
+   * e.g. a laptop paired at home and now away. The pin applies to both.
+   */
+  publicUrl?: string;
   token: string;
   deviceId: number;
   deviceName: string;

@@ -6,3 +6,4 @@ export { plan, type Action, type PathStates } from './sync/planner.js';
 export { Connection } from './transport/Connection.js';
 export { pinnedJson } from './transport/pinnedTls.js';
 export { ServerFolder, type RestoreAnswer } from './ServerFolder.js';
+export { TokenBucket, parseRate } from './transport/TokenBucket.js';

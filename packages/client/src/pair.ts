@@ -9,6 +9,7 @@ import { pinnedJson } from './transport/pinnedTls.js';
 export interface PairingLink {
   server: string;
   code: string;
+  /** The certificate to pin; '' when the link has none (a publicly valid certificate is required then). */
   fingerprint: string;
 }
 
@@ -21,8 +22,11 @@ export function parsePairingLink(link: string): PairingLink {
   }
   const code = url.searchParams.get('code') ?? '';
   const fp = (url.searchParams.get('fp') ?? '').toLowerCase().replace(/^sha256\//, '').replace(/:/g, '');
-  if (!['https:', 'http:'].includes(url.protocol) || !code || !/^[0-9a-f]{64}$/.test(fp)) {
-    throw new KeepsyncError('PAIRING_INVALID', 'the pairing link is incomplete; it needs code= and fp= (64 hex digits)');
+  if (url.protocol === 'http:') {
+    throw new KeepsyncError('PAIRING_INVALID', 'the pairing link is plain http, which would expose this device\'s token; pair through the https address of the reverse proxy (set it as the server\'s public URL)');
+  }
+  if (url.protocol !== 'https:' || !code || (fp !== '' && !/^[0-9a-f]{64}$/.test(fp))) {
+    throw new KeepsyncError('PAIRING_INVALID', 'the pairing link is incomplete; it needs code= and, for a self-signed server, fp= (64 hex digits)');
   }
   const base = url.pathname.replace(/\/pair\/?$/, '');
   return { server: `${url.origin}${base === '/' ? '' : base}`, code, fingerprint: fp };
@@ -54,11 +58,12 @@ export async function pairDevice(home: ClientHome, opts: PairOptions): Promise<P
     const why = typeof res.body === 'object' && res.body?.error ? res.body.error : `the server answered ${res.status}`;
     throw new KeepsyncError('PAIRING_INVALID', why);
   }
-  const body = res.body as { deviceId: number; token: string; folder: string; deviceName: string };
+  const body = res.body as { deviceId: number; token: string; folder: string; deviceName: string; publicUrl?: unknown };
   fs.mkdirSync(dir, { recursive: true });
   const pairing: Pairing = {
     server: link.server, fingerprint: link.fingerprint, token: body.token, deviceId: body.deviceId, deviceName: body.deviceName,
     folder: opts.folder ?? body.folder, dir, pairedAt: new Date().toISOString(),
+    ...(typeof body.publicUrl === 'string' && body.publicUrl !== link.server ? { publicUrl: body.publicUrl } : {}),
   };
   home.forget();
   home.writePairing(pairing);

@@ -195,6 +195,7 @@ export function decodeServerMessage(frame: Uint8Array): ServerMessage {
       return {
         type: 'welcome', deviceId: int(o, 'deviceId'), deviceName: str(o, 'deviceName', 255), server: str(o, 'server', 64),
         folder: { id: int(f, 'id'), name: str(f, 'name', 255), epoch: str(f, 'epoch', 64), seq: int(f, 'seq') },
+        ...(o.publicUrl !== undefined ? { publicUrl: str(o, 'publicUrl', 2048) } : {}),
       };
     }
     case 'changed':

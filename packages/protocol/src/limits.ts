@@ -21,7 +21,12 @@ export const CHANGES_PAGE_SIZE = 2000;
 export const INLINE_MANIFEST_CHUNKS = 16;
 /** Most chunks in one manifest (about 100 GiB at the largest size class). */
 export const MAX_MANIFEST_CHUNKS = 25000;
-/** The server closes connections that say nothing for this long (heartbeat). */
+/**
+ * Both sides ping this often. The server cuts a device it heard nothing from
+ * over a whole interval (a dead peer is found within two intervals, 20 s).
+ */
 export const HEARTBEAT_INTERVAL_MS = 10_000;
+/** A device drops a connection on which nothing arrived for this long (under 30 s with its check). */
+export const DEAD_PEER_MS = 25_000;
 /** A handshake (hello) must arrive within this time. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;

@@ -121,6 +121,8 @@ export interface WelcomeMsg {
   deviceName: string;
   folder: { id: number; name: string; epoch: string; seq: number };
   server: string;
+  /** The server's public address (`https://host[:port]`), when one is set: where the device goes when its stored address fails. */
+  publicUrl?: string;
 }
 /** Something changed in the folder up to `seq`: list since your last sequence. */
 export interface ChangedMsg { type: 'changed'; seq: number }

@@ -84,7 +84,10 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
       : http.createServer(app);
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
-    const gateway = new WsGateway({ meta, sync, content, folderOps: restorer, sessions, devices, log });
+    const gateway = new WsGateway({
+      meta, sync, content, folderOps: restorer, sessions, devices, log, behindProxy: cfg.insecureHttp,
+      publicUrl: async () => (await settings.get()).publicUrl,
+    });
     gateway.attach(server);
     if (certificate && server instanceof https.Server) {
       const https_ = server;

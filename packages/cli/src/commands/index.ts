@@ -22,7 +22,7 @@ export const USAGE = `Usage: keepsync <command> [options]
 
 NAS server
   server [--data DIR] [--certs DIR] [--host ADDR] [--port N] [--database-url URL]
-         [--public-url URL] [--cert FILE --key FILE]
+         [--public-url URL] [--cert FILE --key FILE] [--insecure-http]
                                    run the server until SIGINT/SIGTERM
   server pair [--data DIR | --database-url URL] [--name NAME]
                                    print a single-use pairing link (15 minutes)
@@ -35,7 +35,9 @@ NAS server
 Device
   pair LINK --dir DIR [--name NAME] [--folder NAME]
                                    pair this device and bind DIR to a server folder
-  sync [--once]                    sync continuously (or until both sides agree)
+  sync [--once] [--max-upload RATE] [--max-download RATE]
+                                   sync continuously (or until both sides agree);
+                                   RATE in bytes per second, such as 500K or 2M
   status [--json]                  server, folder, connection, pending counts
   versions PATH [--json]           the server's versions of a file, newest first, with ids
   restore PATH [--version ID]      make a version current again on every device

@@ -8,7 +8,7 @@ import type { Scanner, LocalState } from '../scanner/Scanner.js';
 import type { Connection } from '../transport/Connection.js';
 import { Progress } from '../progress.js';
 import { needsHash, plan, type Action, type LocalView, type PathStates } from './planner.js';
-import { downloadFiles, type DownloadJob } from './transfers.js';
+import { PartialDownloads, downloadFiles, type DownloadJob } from './transfers.js';
 import { uploadChunks, type UploadJob } from './uploads.js';
 
 /** Most bytes of ops in one push frame, well under the control frame limit. */
@@ -45,6 +45,8 @@ export class Engine {
   private readonly failing = new Map<string, string>();
   private readonly downloaded: SyncedRecord[] = [];
   private readonly progress: Progress;
+  /** Downloads cut off by a lost connection, resumed on the next cycle. */
+  private readonly partials: PartialDownloads;
 
   constructor(
     private readonly index: LocalIndex,
@@ -53,6 +55,12 @@ export class Engine {
     private readonly opts: EngineOptions,
   ) {
     this.progress = opts.progress ?? new Progress(undefined, false);
+    this.partials = new PartialDownloads(folder);
+  }
+
+  /** Removes what unfinished downloads left in the folder. */
+  async close(): Promise<void> {
+    await this.partials.clear();
   }
 
   /** A local path may have changed (from the watcher). */
@@ -242,6 +250,13 @@ export class Engine {
     try {
       await this.applyRemote(downs, conn);
       await this.pushLocal(ups, conn);
+    } catch (err) {
+      // Cut off (a lost connection): every path of this plan is looked at again next cycle.
+      for (const a of actions) {
+        this.dirtyRemote.add(keyOf(a) as RelPath);
+        if (a.kind === 'push-move' || a.kind === 'rename-local') this.dirtyRemote.add(a.from);
+      }
+      throw err;
     } finally {
       if (large) this.progress.end();
     }
@@ -289,7 +304,7 @@ export class Engine {
     }
     if (downloads.length > 0) {
       try {
-        await downloadFiles(downloads, conn, this.index, this.folder, this.progress);
+        await downloadFiles(downloads, conn, this.index, this.folder, this.progress, this.partials);
       } finally {
         this.flushDownloaded();
       }

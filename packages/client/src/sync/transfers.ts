@@ -1,14 +1,11 @@
-import { createHash } from 'node:crypto';
-import {
-  MAX_HASHES_PER_REQUEST, packHashes, sha256Hex, unpackManifest, type Manifest, type RelPath,
-} from '@keepsync/protocol';
+import { createHash, type Hash } from 'node:crypto';
+import { KeepsyncError, sha256Hex, unpackManifest, type Manifest, type RelPath } from '@keepsync/protocol';
 import type { LocalIndex } from '../index/LocalIndex.js';
 import type { LocalFolder, PendingWrite, Expected } from '../folder/LocalFolder.js';
 import type { Connection } from '../transport/Connection.js';
 import type { Progress } from '../progress.js';
+import { ChunkFetcher } from './ChunkFetcher.js';
 
-/** Bytes of chunk data fetched per round before they are written. */
-const DOWNLOAD_WINDOW = 16 * 1024 * 1024;
 const WRITE_PARALLEL = 16;
 
 /** A file to write from the server's content. */
@@ -24,31 +21,110 @@ export interface DownloadJob {
   onDone(result: { ino: number; mtime: number } | undefined): void;
 }
 
-interface Piece {
-  job: number;
+/** A file being written: its temp file, the hash of what is in it, and how many chunks that is. */
+interface Partial {
+  /** Hash of the whole content being downloaded. */
   hash: string;
-  size: number;
-  last: boolean;
+  w: PendingWrite;
+  h: Hash;
+  /** Chunks written, and their bytes (where the next one goes). */
+  pieces: number;
+  bytes: number;
+}
+
+/**
+ * Downloads cut off by a lost connection, kept so that the next attempt
+ * (after reconnecting) goes on from the last chunk written instead of from
+ * the start. Every chunk in a partial file was verified against its hash.
+ */
+export class PartialDownloads {
+  private readonly byPath = new Map<string, Partial>();
+
+  constructor(private readonly folder: LocalFolder) {}
+
+  /** The partial file for `localPath` when it is the same content; any other is dropped. */
+  async take(localPath: string, hash: string): Promise<Partial | undefined> {
+    const p = this.byPath.get(localPath);
+    if (!p) return undefined;
+    this.byPath.delete(localPath);
+    if (p.hash === hash) return p;
+    await this.folder.abort(p.w);
+    return undefined;
+  }
+
+  keep(localPath: string, p: Partial): void {
+    this.byPath.set(localPath, p);
+  }
+
+  /** Drops the partial files of paths not in `keep` (their download is no longer wanted). */
+  async retain(keep: Set<string>): Promise<void> {
+    for (const [path, p] of this.byPath) {
+      if (keep.has(path)) continue;
+      this.byPath.delete(path);
+      await this.folder.abort(p.w);
+    }
+  }
+
+  /** Removes every partial file (the sync is stopping). */
+  async clear(): Promise<void> {
+    await this.retain(new Set());
+  }
 }
 
 /**
  * Writes files from manifests: chunks this device already holds are copied
- * from local files (verified), the rest fetched from the server in windows,
- * each verified by hash; every file is checked whole before it is renamed in.
+ * from local files (verified), the rest are streamed from the server, a
+ * window of requests ahead of the writer so that latency does not stall it,
+ * each verified by hash and appended in order; every file is checked whole
+ * before it is renamed in. When the connection is lost, what was written is
+ * kept in `partials` and the next attempt resumes after it.
  */
-export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index: LocalIndex, folder: LocalFolder, progress: Progress): Promise<void> {
-  const pieces: Piece[] = [];
-  jobs.forEach((job, i) => {
-    const chunks = unpackManifest(job.manifest);
-    chunks.forEach((c, k) => pieces.push({ job: i, hash: c.hash, size: c.size, last: k === chunks.length - 1 }));
-  });
-  const writes = new Map<number, { w: PendingWrite; h: ReturnType<typeof createHash>; failed: boolean }>();
-  const finish = async (i: number) => {
+export async function downloadFiles(
+  jobs: DownloadJob[], conn: Connection, index: LocalIndex, folder: LocalFolder, progress: Progress, partials: PartialDownloads,
+): Promise<void> {
+  await partials.retain(new Set(jobs.map((j) => j.localPath)));
+  const resumed = new Map<number, Partial>();
+  for (const [i, job] of jobs.entries()) {
+    const p = await partials.take(job.localPath, job.hash);
+    if (p) resumed.set(i, p);
+  }
+  // Chunks the index knows a local copy of are read here; the rest come from the server, in file order.
+  const fetcher = new ChunkFetcher(conn, (data) => progress.down(data.byteLength));
+  const pieces = jobs.map((job, i) =>
+    unpackManifest(job.manifest).map((c, k) => ({
+      ...c,
+      occ: k < (resumed.get(i)?.pieces ?? 0) || index.chunkSources(c.hash).length > 0 ? -1 : fetcher.plan(c.hash, c.size),
+    })),
+  );
+  fetcher.start();
+
+  let lost: unknown;
+  const one = async (i: number) => {
     const job = jobs[i];
-    const st = writes.get(i);
-    writes.delete(i);
-    if (!st) return;
-    if (st.failed || st.h.digest('hex') !== job.hash) {
+    let st: Partial | undefined = resumed.get(i);
+    let failed = false;
+    try {
+      st ??= { hash: job.hash, w: await folder.begin(job.localPath), h: createHash('sha256'), pieces: 0, bytes: 0 };
+      for (const c of pieces[i].slice(st.pieces)) {
+        const data = c.occ >= 0 ? await fetcher.get(c.occ) : (await readLocal(c.hash, c.size, index, folder)) ?? (await fetcher.fetchOne(c.hash));
+        await st.w.fh.write(data, 0, data.byteLength, st.bytes);
+        st.h.update(data);
+        st.pieces++;
+        st.bytes += data.byteLength;
+      }
+    } catch (err) {
+      if (conn.closed || lost !== undefined) {
+        lost ??= err;
+        // Resumable: what is in the file was verified chunk by chunk.
+        if (st) partials.keep(job.localPath, st);
+        return;
+      }
+      failed = true;
+    } finally {
+      for (const c of pieces[i].slice(st?.pieces ?? 0)) if (c.occ >= 0) fetcher.release(c.occ);
+    }
+    if (!st) return job.onDone(undefined);
+    if (failed || st.h.digest('hex') !== job.hash) {
       await folder.abort(st.w);
       job.onDone(undefined);
       return;
@@ -56,74 +132,12 @@ export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index
     const stat = await folder.commit(st.w, job.localPath, job.mtime, job.exec, job.expect);
     job.onDone(stat ? { ino: stat.ino, mtime: stat.mtimeMs } : undefined);
   };
-  const open = async (i: number) => {
-    if (!writes.has(i)) writes.set(i, { w: await folder.begin(jobs[i].localPath), h: createHash('sha256'), failed: false });
-    return writes.get(i)!;
-  };
-  // Empty files have no pieces.
-  await parallel(jobs.map((j, i) => ({ j, i })).filter(({ j }) => j.manifest.byteLength === 0), WRITE_PARALLEL, async ({ i }) => {
-    await open(i);
-    await finish(i);
-  });
-
-  let start = 0;
-  while (start < pieces.length) {
-    // A window: pieces whose remote bytes fit the budget.
-    const remote = new Map<string, number>();
-    let bytes = 0;
-    let end = start;
-    const local = new Map<string, Buffer>();
-    while (end < pieces.length) {
-      const p = pieces[end];
-      if (!remote.has(p.hash) && !local.has(p.hash)) {
-        const data = await readLocal(p.hash, p.size, index, folder);
-        if (data) local.set(p.hash, data);
-        else {
-          if (bytes + p.size > DOWNLOAD_WINDOW && remote.size > 0) break;
-          if (remote.size >= MAX_HASHES_PER_REQUEST) break;
-          remote.set(p.hash, p.size);
-          bytes += p.size;
-        }
-      }
-      end++;
-    }
-    const fetched = new Map<string, Uint8Array>(local);
-    if (remote.size > 0) {
-      await conn.getChunks(packHashes([...remote.keys()]), (hash, data) => {
-        // A chunk that does not match its hash is dropped: its file fails and is retried later.
-        if (!remote.has(hash) || sha256Hex(data) !== hash) return;
-        fetched.set(hash, data);
-        progress.down(data.byteLength);
-      });
-    }
-    // Append the window's pieces: files in parallel, each file's pieces in order.
-    const byJob = new Map<number, Piece[]>();
-    for (const p of pieces.slice(start, end)) {
-      let list = byJob.get(p.job);
-      if (!list) byJob.set(p.job, (list = []));
-      list.push(p);
-    }
-    await parallel([...byJob], WRITE_PARALLEL, async ([i, list]) => {
-      let st;
-      try {
-        st = await open(i);
-      } catch {
-        jobs[i].onDone(undefined);
-        return;
-      }
-      for (const p of list) {
-        const data = fetched.get(p.hash);
-        if (!data) {
-          st.failed = true;
-        } else if (!st.failed) {
-          st.h.update(data);
-          await st.w.fh.write(data);
-        }
-        if (p.last) await finish(i);
-      }
-    });
-    start = end;
+  try {
+    await parallel(jobs.map((_, i) => i), WRITE_PARALLEL, one);
+  } finally {
+    fetcher.stop();
   }
+  if (lost !== undefined) throw lost instanceof Error ? lost : new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
 }
 
 async function readLocal(hash: string, size: number, index: LocalIndex, folder: LocalFolder): Promise<Buffer | undefined> {

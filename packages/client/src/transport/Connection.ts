@@ -1,15 +1,22 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import {
-  CloseCode, HEARTBEAT_INTERVAL_MS, KEEPSYNC_VERSION, KeepsyncError, MAX_FRAME, PROTOCOL_VERSION, decodeServerMessage,
+  CloseCode, DEAD_PEER_MS, HEARTBEAT_INTERVAL_MS, KEEPSYNC_VERSION, KeepsyncError, MAX_FRAME, PROTOCOL_VERSION, decodeServerMessage,
   encodeMessage, errorMessage, type ClientMessage, type ServerMessage, type ServerMessageOf, type WelcomeMsg,
 } from '@keepsync/protocol';
 import { connectPinned, networkError } from './pinnedTls.js';
+import type { TokenBucket } from './TokenBucket.js';
 
-/** Bytes of chunk uploads in flight before `putChunk` waits. */
+/**
+ * Bytes of chunk uploads sent but not yet acknowledged before `putChunk`
+ * waits: enough to fill a long, fast link (100 ms at 1 Gbit/s is 12 MiB),
+ * few enough that an interruption costs little.
+ */
 const UPLOAD_WINDOW = 16 * 1024 * 1024;
-/** No frame or pong from the server for this long means the link is dead. */
-const DEAD_AFTER_MS = 3 * HEARTBEAT_INTERVAL_MS;
+/** How often the watchdog looks at the link. */
+const WATCHDOG_MS = 2500;
+/** KEEPSYNC_TRACE=1 logs every frame on stderr (chunks with their hash). */
+const TRACE = process.env.KEEPSYNC_TRACE === '1';
 
 export interface ConnectOptions {
   server: string;
@@ -19,6 +26,9 @@ export interface ConnectOptions {
   epoch: string;
   seq: number;
   platform: string;
+  /** Optional upload and download rate limits, shared by every connection of this device. */
+  uploadLimit?: TokenBucket;
+  downloadLimit?: TokenBucket;
 }
 
 type Pending = { resolve: (m: ServerMessage) => void; reject: (e: Error) => void; expect: ServerMessage['type'] };
@@ -40,29 +50,44 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private inFlight = 0;
   private windowWaiters: Array<() => void> = [];
   private lastHeard = Date.now();
+  private lastPing = Date.now();
   private readonly watchdog: NodeJS.Timeout;
+  private readingPaused = false;
   closed = false;
   closeCode = 0;
 
-  private constructor(private readonly ws: WebSocket, readonly welcome: WelcomeMsg) {
+  private constructor(
+    private readonly ws: WebSocket,
+    readonly welcome: WelcomeMsg,
+    private readonly limits: { upload?: TokenBucket; download?: TokenBucket } = {},
+    /** The address this connection reached. */
+    readonly server = '',
+  ) {
     super();
     ws.on('message', (data) => this.onMessage(data as Buffer));
     ws.on('pong', () => (this.lastHeard = Date.now()));
     ws.on('ping', () => (this.lastHeard = Date.now()));
     ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
     ws.on('error', () => {});
+    // A link that silently drops everything (sleeping router, lost Wi-Fi) is cut after DEAD_PEER_MS.
     this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastHeard > DEAD_AFTER_MS) {
+      const now = Date.now();
+      if (now - this.lastHeard > DEAD_PEER_MS && !this.readingPaused) {
+        if (TRACE) process.stderr.write(`keepsync trace: nothing from the server for ${now - this.lastHeard} ms; dropping the connection\n`);
         ws.terminate();
         return;
       }
-      if (ws.readyState === ws.OPEN) ws.ping();
-    }, HEARTBEAT_INTERVAL_MS);
+      if (ws.readyState === ws.OPEN && now - this.lastPing >= HEARTBEAT_INTERVAL_MS) {
+        this.lastPing = now;
+        ws.ping();
+      }
+    }, WATCHDOG_MS);
     this.watchdog.unref();
   }
 
   /** Connects, checks the pinned certificate, says hello and waits for welcome. */
   static open(opts: ConnectOptions): Promise<Connection> {
+    const limits = { upload: opts.uploadLimit, download: opts.downloadLimit };
     const url = new URL('/api/v1/sync', opts.server.replace(/^http/, 'ws'));
     return new Promise((resolve, reject) => {
       const secure = url.protocol === 'wss:';
@@ -100,7 +125,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         ws.removeAllListeners('error');
         ws.removeAllListeners('close');
         ws.removeAllListeners('message');
-        resolve(new Connection(ws, msg));
+        resolve(new Connection(ws, msg, limits, opts.server));
       });
     });
   }
@@ -115,8 +140,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.failAll(new KeepsyncError('FRAME_INVALID', `the server sent an invalid frame: ${errorMessage(err)}`));
       return;
     }
-    if (process.env.KEEPSYNC_TRACE) process.stderr.write(`< ${msg.type} ${(msg as {id?: number}).id ?? ""}\n`);
-    if (msg.type === "changed") {
+    if (TRACE) process.stderr.write(`< ${msg.type} ${traceOf(msg)}\n`);
+    if (msg.type === 'chunk-data' && this.limits.download) this.throttleReading(this.limits.download.take(data.byteLength));
+    if (msg.type === 'changed') {
       this.emit('changed', msg.seq);
       return;
     }
@@ -154,7 +180,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private send(msg: ClientMessage): void {
     if (this.closed) throw new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
-    if (process.env.KEEPSYNC_TRACE) process.stderr.write(`> ${msg.type} ${(msg as {id?: number}).id ?? ""}\n`);
+    if (TRACE) process.stderr.write(`> ${msg.type} ${traceOf(msg)}\n`);
     this.ws.send(encodeMessage(msg));
   }
 
@@ -184,6 +210,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     while (this.inFlight + data.byteLength > UPLOAD_WINDOW && this.inFlight > 0 && !this.closed) {
       await new Promise<void>((r) => this.windowWaiters.push(r));
     }
+    const wait = this.limits.upload?.take(data.byteLength) ?? 0;
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     this.inFlight += data.byteLength;
     const id = this.id();
     const acked = this.request({ type: 'put-chunk', id, hash: Buffer.from(hash, 'hex'), data }, 'chunk-ok')
@@ -223,10 +251,38 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     });
   }
 
+  /**
+   * Download rate limit: stop reading from the socket until the bucket is
+   * out of debt, so that TCP slows the server down (nothing piles up here).
+   */
+  private throttleReading(delayMs: number): void {
+    if (delayMs <= 0 || this.readingPaused) return;
+    this.readingPaused = true;
+    this.ws.pause();
+    const resume = () => {
+      const more = this.limits.download?.delayMs() ?? 0;
+      if (more > 0 && !this.closed) {
+        setTimeout(resume, more);
+        return;
+      }
+      this.readingPaused = false;
+      // Time spent paused on purpose is not silence from the server.
+      this.lastHeard = Date.now();
+      if (!this.closed) this.ws.resume();
+    };
+    setTimeout(resume, delayMs);
+  }
+
   close(): void {
     if (!this.closed) this.ws.close(1000, 'bye');
     setTimeout(() => this.ws.terminate(), 500).unref();
   }
+}
+
+function traceOf(msg: ClientMessage | ServerMessage): string {
+  const id = 'id' in msg ? msg.id : '';
+  if (msg.type === 'chunk-data' || msg.type === 'put-chunk') return `${id} ${Buffer.from(msg.hash).toString('hex')} ${msg.data.byteLength}`;
+  return String(id);
 }
 
 /** Turns a close code into the error a user should see. */

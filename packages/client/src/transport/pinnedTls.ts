@@ -8,10 +8,18 @@ export function fingerprintHex(cert: tls.PeerCertificate): string {
 }
 
 export function mismatchError(expected: string, actual: string): KeepsyncError {
+  if (!expected) {
+    return new KeepsyncError(
+      'FINGERPRINT_MISMATCH',
+      `the server's certificate (sha256/${actual}) is not publicly valid for this address; nothing was sent. ` +
+        'Fix the certificate of the server or its proxy, or pair again with a link that carries fp=',
+    );
+  }
   return new KeepsyncError(
     'FINGERPRINT_MISMATCH',
-    `the server's certificate (sha256/${actual}) does not match the pinned fingerprint (sha256/${expected}); ` +
-      'if the server certificate was replaced on purpose, pair this device again with a new link',
+    `the server's certificate changed (now sha256/${actual}, pinned sha256/${expected}); nothing was sent. ` +
+      'If the server\'s certificate was replaced on purpose (its admin page shows the fingerprint), re-pin with "keepsync unpair", ' +
+      'then "keepsync pair LINK --dir DIR" with a new link from "keepsync server pair"; your files stay',
   );
 }
 
@@ -27,7 +35,7 @@ export function connectPinned(options: tls.ConnectionOptions & { host?: string }
   socket.once('secureConnect', () => {
     const cert = socket.getPeerCertificate();
     const actual = fingerprintHex(cert);
-    if (actual === fingerprint) return;
+    if (fingerprint && actual === fingerprint) return;
     const host = options.servername ?? options.host ?? '';
     if (socket.authorized && tls.checkServerIdentity(host, cert) === undefined) return;
     socket.destroy(mismatchError(fingerprint, actual));

@@ -13,6 +13,13 @@ import { Semaphore } from '../sync/Mutex.js';
 const HIGH_WATER = 8 * 1024 * 1024;
 /** Chunk uploads stored concurrently per device. */
 const UPLOAD_PARALLEL = 8;
+/**
+ * Bytes of received frames not yet handled before the session stops reading
+ * from the socket (TCP then slows the device down); it reads again below half.
+ */
+const INBOUND_HIGH_WATER = 32 * 1024 * 1024;
+/** KEEPSYNC_TRACE=1 logs every chunk stored or received again (resume checks in tests). */
+const TRACE = process.env.KEEPSYNC_TRACE === '1';
 
 export interface SessionDevice {
   id: number;
@@ -31,6 +38,8 @@ export class DeviceSession {
   private readonly uploads = new Set<Promise<void>>();
   private readonly uploadSlots = new Semaphore(UPLOAD_PARALLEL);
   private buffered = 0;
+  private inbound = 0;
+  private readingPaused = false;
   private drainWaiters: Array<() => void> = [];
   closed = false;
 
@@ -66,15 +75,31 @@ export class DeviceSession {
 
   private enqueue(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
+    // Whatever the device sends, at most INBOUND_HIGH_WATER bytes of it wait in memory.
+    const size = data.byteLength;
+    this.inbound += size;
+    if (this.inbound > INBOUND_HIGH_WATER && !this.readingPaused) {
+      this.readingPaused = true;
+      this.ws.pause();
+    }
+    const handled = () => {
+      this.inbound -= size;
+      if (this.readingPaused && this.inbound < INBOUND_HIGH_WATER / 2) {
+        this.readingPaused = false;
+        this.ws.resume();
+      }
+    };
     let msg: ClientMessage;
     try {
       if (!isBinary) throw new ProtocolError('FRAME_INVALID', 'text frames are not part of the protocol');
       msg = decodeClientMessage(data);
     } catch (err) {
+      handled();
       this.protocolError(err);
       return;
     }
     if (msg.type === 'hello') {
+      handled();
       this.protocolError(new ProtocolError('FRAME_INVALID', 'hello was already received'));
       return;
     }
@@ -83,7 +108,10 @@ export class DeviceSession {
       const upload = msg;
       const p = this.queue.then(() => this.uploadSlots.run(() => this.handlers['put-chunk'](upload)));
       this.uploads.add(p);
-      p.finally(() => this.uploads.delete(p)).catch(() => {});
+      p.finally(() => {
+        this.uploads.delete(p);
+        handled();
+      }).catch(() => {});
       return;
     }
     // Wait for the uploads started before this message (not later ones: they wait on the queue).
@@ -91,7 +119,8 @@ export class DeviceSession {
     this.queue = this.queue
       .then(() => Promise.allSettled(earlier))
       .then(() => this.dispatch(msg))
-      .catch((err) => this.protocolError(err));
+      .catch((err) => this.protocolError(err))
+      .finally(handled);
   }
 
   private async dispatch(msg: ClientMessage): Promise<void> {
@@ -145,7 +174,12 @@ export class DeviceSession {
     },
     'put-chunk': async (m) => {
       try {
-        await this.content.put(Buffer.from(m.hash).toString('hex'), m.data);
+        const hash = Buffer.from(m.hash).toString('hex');
+        if (TRACE) {
+          const again = (await this.content.missing([hash])).length === 0;
+          this.log(`trace: put-chunk ${hash} ${m.data.byteLength} ${again ? 'received again' : 'stored'}`);
+        }
+        await this.content.put(hash, m.data);
         await this.send({ type: 'chunk-ok', id: m.id });
       } catch (err) {
         const code = err instanceof KeepsyncError ? err.code : 'INTERNAL';

@@ -20,6 +20,11 @@ export class SessionRegistry {
     if (set?.size === 0) this.byDevice.delete(session.device.id);
   }
 
+  /** The device's live connections, oldest first. */
+  sessionsOf(deviceId: number): DeviceSession[] {
+    return [...(this.byDevice.get(deviceId) ?? [])].filter((s) => !s.closed);
+  }
+
   isOnline(deviceId: number): boolean {
     return this.byDevice.has(deviceId);
   }

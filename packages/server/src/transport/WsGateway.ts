@@ -16,6 +16,8 @@ import type { SessionRegistry } from '../sessions/SessionRegistry.js';
 export const SYNC_PATH = '/api/v1/sync';
 /** Connections that have not yet said hello, at most. */
 const MAX_UNAUTHENTICATED = 256;
+/** Live connections per device; a newer one replaces the oldest (a half-open socket not yet reaped). */
+const MAX_SESSIONS_PER_DEVICE = 4;
 
 /** What the gateway needs to know about device tokens. */
 export interface DeviceAuthenticator {
@@ -32,6 +34,10 @@ export interface GatewayDeps {
   folderOps: FolderOps;
   sessions: SessionRegistry;
   devices: DeviceAuthenticator;
+  /** The public URL setting, sent in welcome so devices know where to go from outside the LAN. */
+  publicUrl: () => Promise<string | null>;
+  /** Plain HTTP behind a TLS-terminating proxy: the device's address comes from X-Forwarded-For. */
+  behindProxy?: boolean;
   log: (line: string) => void;
 }
 
@@ -92,7 +98,7 @@ export class WsGateway {
     ws.once('message', (data, isBinary) => {
       clearTimeout(timer);
       ws.pause();
-      this.hello(ws, data as Buffer, isBinary, req.socket.remoteAddress ?? null)
+      this.hello(ws, data as Buffer, isBinary, this.addressOf(req))
         .catch((err) => {
           this.deps.log(`handshake failed: ${errorMessage(err)}`);
           ws.close(CloseCode.PROTOCOL_ERROR, 'handshake failed');
@@ -102,6 +108,13 @@ export class WsGateway {
           ws.resume();
         });
     });
+  }
+
+  /** The device's address: the socket's, or behind the proxy the hop the proxy appended. */
+  private addressOf(req: IncomingMessage): string | null {
+    const forwarded = this.deps.behindProxy ? req.headers['x-forwarded-for'] : undefined;
+    const last = (Array.isArray(forwarded) ? forwarded.join(',') : forwarded ?? '').split(',').pop()?.trim();
+    return (last || req.socket.remoteAddress || '').slice(0, 128) || null;
   }
 
   private async hello(ws: WebSocket, data: Buffer, isBinary: boolean, address: string | null): Promise<void> {
@@ -130,6 +143,11 @@ export class WsGateway {
     const folder = await this.deps.meta.folderByName(hello.folder);
     if (!folder) return deny(CloseCode.FOLDER_UNKNOWN, 'FOLDER_UNKNOWN', `the server has no folder named ${hello.folder}`);
     if (ws.readyState !== ws.OPEN) return;
+    const live = this.deps.sessions.sessionsOf(auth.device.id);
+    for (const old of live.slice(0, Math.max(0, live.length - MAX_SESSIONS_PER_DEVICE + 1))) {
+      old.close(CloseCode.REPLACED, 'replaced by a newer connection');
+    }
+    const publicUrl = await this.deps.publicUrl();
     const session = new DeviceSession(ws, auth.device, folder, this.deps.sync, this.deps.content, this.deps.folderOps, this.deps.log);
     this.deps.sessions.add(session);
     ws.once('close', () => {
@@ -140,6 +158,7 @@ export class WsGateway {
     await session.send({
       type: 'welcome', deviceId: auth.device.id, deviceName: auth.device.name, server: KEEPSYNC_VERSION,
       folder: { id: folder.id, name: folder.name, epoch: folder.epoch, seq: folder.seq },
+      ...(publicUrl ? { publicUrl } : {}),
     });
   }
 

@@ -20,9 +20,13 @@ export function deviceJson(device: Device, online: boolean) {
   };
 }
 
-/** The pairing link for a code: public URL if set, else the listening address. */
+/**
+ * The pairing link for a code: public URL if set, else the listening address.
+ * Without a fingerprint (plain HTTP behind a proxy) the device trusts the
+ * address's publicly valid certificate instead of pinning one.
+ */
 export function pairingLink(base: string, code: string, fingerprint: string): string {
-  return `${base.replace(/\/+$/, '')}/pair?code=${encodeURIComponent(code)}&fp=${fingerprint}`;
+  return `${base.replace(/\/+$/, '')}/pair?code=${encodeURIComponent(code)}${fingerprint ? `&fp=${fingerprint}` : ''}`;
 }
 
 function deviceId(raw: string): number {
@@ -84,7 +88,9 @@ export function deviceRoutes(deps: AppDeps): Router {
       address,
     });
     pairLimiter.succeed(address);
-    res.status(201).json(redeemed);
+    // The public address lets a device paired on the LAN find the server from outside.
+    const publicUrl = (await deps.settings.get()).publicUrl;
+    res.status(201).json({ ...redeemed, ...(publicUrl ? { publicUrl } : {}) });
   });
 
   return router;

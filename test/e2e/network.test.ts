@@ -1,0 +1,458 @@
+import assert from 'node:assert/strict';
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
+import { generate } from 'selfsigned';
+import { TestDevice, TestServer, tempDir } from '../helpers/cluster.js';
+import { databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { NetNamespace, Relay } from '../helpers/network.js';
+import { AdminClient } from '../helpers/rawDevice.js';
+import { waitFor } from '../helpers/wait.js';
+
+/*
+ * Sync over a bad internet (issue: sync over the internet). Devices run in a
+ * network namespace behind a 40 Mbit/s link each way (tc tbf) and reach the
+ * server on the host through a relay that adds 50 ms each way, cuts the link
+ * or drops everything silently. Network behaviour does not depend on the
+ * database, so these run on SQLite only.
+ */
+
+const MiB = 1024 * 1024;
+const MBIT = 40;
+const ONE_WAY_MS = 50;
+const bytesPerSecond = (MBIT * 1e6) / 8;
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+const fileHash = (file: string) => sha256(fs.readFileSync(file));
+
+/** Lines of a process's stderr trace that match `re`. */
+const traced = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l));
+
+describe('Network (SQLite only: behaviour does not depend on the database)', function () {
+  this.timeout(300_000);
+  let ns: NetNamespace | undefined;
+  let relay: Relay;
+  let db: TestDatabase;
+  let server: TestServer;
+  const devices: TestDevice[] = [];
+  const figures: Record<string, unknown> = {};
+  const savedTrace = process.env.KEEPSYNC_TRACE;
+
+  before(async function () {
+    try {
+      ns = NetNamespace.create(MBIT);
+    } catch (err) {
+      process.stderr.write(`    network tests skipped: cannot create a network namespace here (needs root and iproute2): ${String(err).split('\n')[0]}\n`);
+      this.skip();
+    }
+    relay = await Relay.listen(ns!.hostAddress, ONE_WAY_MS);
+    // The server traces every chunk it stores, so tests can count the ones received twice.
+    process.env.KEEPSYNC_TRACE = '1';
+    db = await databaseKinds()[0].create();
+    server = await new TestServer(db, ['--public-url', `https://${ns!.hostAddress}:${relay.port}`]).start();
+    relay.target = Number(new URL(server.url).port);
+  });
+
+  after(async () => {
+    if (savedTrace === undefined) delete process.env.KEEPSYNC_TRACE;
+    else process.env.KEEPSYNC_TRACE = savedTrace;
+    for (const d of devices) await d.cleanup();
+    await server?.cleanup();
+    await relay?.close();
+    ns?.remove();
+    if (Object.keys(figures).length > 0) process.stderr.write(`    network figures: ${JSON.stringify(figures)}\n`);
+  });
+
+  /** A device inside the namespace, paired through the relay (the server's public address). */
+  async function remoteDevice(name: string): Promise<TestDevice> {
+    const d = new TestDevice(name);
+    devices.push(d);
+    d.prefix = ns!.prefix;
+    const r = await d.pair(await server.pairingLink());
+    assert.equal(r.code, 0, r.stderr);
+    return d;
+  }
+
+  const storedLines = () => traced(server.proc.stderr, /trace: put-chunk \S+ \d+ stored/).length;
+  const againLines = () => traced(server.proc.stderr, /trace: put-chunk \S+ \d+ received again/).length;
+
+  it('pairs through the public URL and moves a 50 MiB file both ways at 100 ms round trip within 60% of the bandwidth', async () => {
+    const up = await remoteDevice('laptop');
+    const down = await remoteDevice('desktop');
+    const content = randomBytes(50 * MiB);
+    up.write('big.bin', content);
+
+    let t = Date.now();
+    await up.syncOnce(120_000);
+    const upSeconds = (Date.now() - t) / 1000;
+    t = Date.now();
+    await down.syncOnce(120_000);
+    const downSeconds = (Date.now() - t) / 1000;
+
+    assert.equal(fileHash(down.p('big.bin')), sha256(content));
+    const upShare = content.length / upSeconds / bytesPerSecond;
+    const downShare = content.length / downSeconds / bytesPerSecond;
+    figures.throughput = {
+      bandwidthMbit: MBIT, rttMs: 2 * ONE_WAY_MS, fileMiB: 50,
+      upMbit: +((content.length * 8) / upSeconds / 1e6).toFixed(1), upShare: +upShare.toFixed(2),
+      downMbit: +((content.length * 8) / downSeconds / 1e6).toFixed(1), downShare: +downShare.toFixed(2),
+    };
+    process.stderr.write(`    throughput: ${JSON.stringify(figures.throughput)}\n`);
+    assert.ok(upShare >= 0.6, `upload reached ${(upShare * 100).toFixed(0)}% of ${MBIT} Mbit/s`);
+    assert.ok(downShare >= 0.6, `download reached ${(downShare * 100).toFixed(0)}% of ${MBIT} Mbit/s`);
+  });
+
+  it('resumes an upload cut mid-way without the server receiving chunks again', async () => {
+    const d = await remoteDevice('upcut');
+    const content = randomBytes(24 * MiB);
+    d.write('cut-up.bin', content);
+    const before = storedLines();
+    const againBefore = againLines();
+    const upBefore = relay.counts.up;
+    await d.start();
+    // Cut once about a third of the chunks are stored.
+    await waitFor('a third of the upload', () => storedLines() - before > 100, 60_000, 50);
+    relay.cut();
+    await new Promise((r) => setTimeout(r, 1500));
+    relay.restore();
+    const check = await remoteDevice('upcut-check');
+    await waitFor('the cut upload to complete on the server', async () => {
+      await check.syncOnce(120_000);
+      return check.exists('cut-up.bin');
+    }, 120_000, 500);
+    assert.equal(fileHash(check.p('cut-up.bin')), sha256(content));
+    const again = againLines() - againBefore;
+    const resentMiB = (relay.counts.up - upBefore - content.length) / MiB;
+    figures.uploadCut = { chunksReceivedTwice: again, extraUpMiB: +resentMiB.toFixed(2), reconnected: /reconnecting/.test(d.live!.stderr) };
+    process.stderr.write(`    upload cut: ${JSON.stringify(figures.uploadCut)}\n`);
+    assert.match(d.live!.stderr, /reconnecting/, 'the device should have noticed the cut');
+    assert.ok(again <= 4, `${again} chunks reached the server twice`);
+    await d.stop();
+  });
+
+  it('resumes a download cut mid-way, keeping the chunks that arrived, and leaves no temp file', async () => {
+    const src = await remoteDevice('downsrc');
+    const content = randomBytes(24 * MiB);
+    src.write('cut-down.bin', content);
+    await src.syncOnce(120_000);
+    const d = await remoteDevice('downcut');
+    await d.start();
+    const received = () => traced(d.live!.stderr, /^< chunk-data /).length;
+    await waitFor('a third of the download', () => received() > 100, 60_000, 50);
+    relay.cut();
+    await new Promise((r) => setTimeout(r, 1500));
+    relay.restore();
+    await waitFor('the download to complete', () => d.exists('cut-down.bin'), 120_000, 200);
+    assert.equal(fileHash(d.p('cut-down.bin')), sha256(content));
+    const hashes = traced(d.live!.stderr, /^< chunk-data /).map((l) => l.split(' ')[3]);
+    const twice = hashes.length - new Set(hashes).size;
+    figures.downloadCut = { chunks: new Set(hashes).size, chunksReceivedTwice: twice };
+    process.stderr.write(`    download cut: ${JSON.stringify(figures.downloadCut)}\n`);
+    assert.match(d.live!.stderr, /reconnecting/, 'the device should have noticed the cut');
+    assert.ok(twice <= 4, `${twice} chunks arrived twice`);
+    assert.deepEqual(fs.readdirSync(d.dir).filter((n) => n.startsWith('.keepsync-')), []);
+    await d.stop();
+  });
+
+  it('notices a link that silently drops everything within 30 s on both sides, then reconnects', async () => {
+    const d = await remoteDevice('blackholed');
+    await d.start();
+    const admin = await AdminClient.login(server);
+    const online = async () => (await admin.devices()).find((x) => x.name === 'blackholed')?.online;
+    assert.equal(await online(), true);
+    const state = () => JSON.parse(fs.readFileSync(path.join(d.home, 'state.json'), 'utf8')) as { connected: boolean };
+    relay.blackhole = true;
+    const t0 = Date.now();
+    let serverSeconds = 0;
+    let deviceSeconds = 0;
+    await waitFor('both sides to notice', async () => {
+      if (!serverSeconds && (await online()) === false) serverSeconds = (Date.now() - t0) / 1000;
+      if (!deviceSeconds && state().connected === false) deviceSeconds = (Date.now() - t0) / 1000;
+      return serverSeconds > 0 && deviceSeconds > 0;
+    }, 45_000, 250);
+    figures.blackhole = { serverNoticedSeconds: serverSeconds, deviceNoticedSeconds: deviceSeconds };
+    process.stderr.write(`    blackhole: ${JSON.stringify(figures.blackhole)}\n`);
+    assert.ok(serverSeconds <= 30 && deviceSeconds <= 30, JSON.stringify(figures.blackhole));
+    relay.restore();
+    await waitFor('the device to reconnect', () => state().connected, 60_000, 250);
+    await d.stop();
+  });
+
+  it('keeps a device paired on the LAN working through the public URL when the LAN address is out of reach', async () => {
+    const d = new TestDevice('roaming');
+    devices.push(d);
+    // Paired at home: the link's address rewritten to the server's LAN (here: loopback) address.
+    const link = new URL(await server.pairingLink());
+    link.host = new URL(server.url).host;
+    assert.equal((await d.pair(link.toString())).code, 0);
+    d.write('from-home.txt', 'home');
+    await d.syncOnce();
+    // Away: inside the namespace the loopback address reaches nothing; the public URL does.
+    d.prefix = ns!.prefix;
+    d.write('from-away.txt', 'away');
+    await d.syncOnce();
+    const pairing = JSON.parse(fs.readFileSync(path.join(d.home, 'pairing.json'), 'utf8')) as { server: string; publicUrl?: string };
+    assert.equal(pairing.server, `https://${ns!.hostAddress}:${relay.port}`);
+    assert.equal(pairing.publicUrl, link.origin, 'the LAN address is kept for when the device is back home');
+    const check = await remoteDevice('roaming-check');
+    await check.syncOnce();
+    assert.equal(check.read('from-away.txt'), 'away');
+  });
+});
+
+// ---- certificates and TLS ----
+
+interface Pem {
+  cert: string;
+  key: string;
+}
+
+/** A certificate for localhost and 127.0.0.1: self-signed, or signed by `ca`; a CA itself with `isCa`. */
+async function makeCertificate(name: string, opts: { ca?: Pem; isCa?: boolean } = {}): Promise<Pem> {
+  const extensions = opts.isCa
+    ? [{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true }]
+    : [
+        { name: 'basicConstraints', cA: false },
+        { name: 'keyUsage', digitalSignature: true, critical: true },
+        { name: 'extKeyUsage', serverAuth: true },
+        { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] },
+      ];
+  const pems = await generate([{ name: 'commonName', value: name }], {
+    keyType: 'ec', curve: 'P-256', algorithm: 'sha256',
+    notBeforeDate: new Date(Date.now() - 3600_000), notAfterDate: new Date(Date.now() + 30 * 86400_000),
+    extensions, ...(opts.ca ? { ca: opts.ca } : {}),
+  } as never);
+  return { cert: pems.cert, key: pems.private };
+}
+
+const fingerprintOf = (pem: string) => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+
+/** Replaces the certificate files as a renewal tool would: each written aside, then renamed into place. */
+function installCertificate(dir: string, pem: Pem): { certFile: string; keyFile: string } {
+  const certFile = path.join(dir, 'fullchain.pem');
+  const keyFile = path.join(dir, 'privkey.pem');
+  for (const [file, text] of [[keyFile, pem.key], [certFile, pem.cert]]) {
+    fs.writeFileSync(`${file}.new`, text, { mode: 0o600 });
+    fs.renameSync(`${file}.new`, file);
+  }
+  return { certFile, keyFile };
+}
+
+/** The fingerprint of the certificate a fresh TLS connection to `url` is shown. */
+function servedFingerprint(url: string): Promise<string> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: u.hostname, port: Number(u.port), rejectUnauthorized: false }, () => {
+      resolve(s.getPeerCertificate().fingerprint256.replace(/:/g, '').toLowerCase());
+      s.destroy();
+    });
+    s.on('error', reject);
+  });
+}
+
+/** Answers whether a TLS handshake with these options succeeds. */
+function handshake(port: number, opts: tls.ConnectionOptions): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...opts }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+/**
+ * A TLS-terminating reverse proxy like the README's nginx example: HTTPS and
+ * WebSocket upgrades forwarded to the plain-HTTP server, with X-Forwarded-For.
+ */
+async function reverseProxy(pem: Pem, forwardedFor: string) {
+  const p = { target: 0 };
+  const forwarded = { 'x-forwarded-for': forwardedFor, 'x-forwarded-proto': 'https' };
+  const server = https.createServer({ cert: pem.cert, key: pem.key }, (req, res) => {
+    const up = http.request({ host: '127.0.0.1', port: p.target, method: req.method, path: req.url, headers: { ...req.headers, ...forwarded } }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  const sockets = new Set<net.Socket>();
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    const up = net.connect(p.target, '127.0.0.1', () => {
+      const headers = Object.entries({ ...req.headers, ...forwarded }).map(([k, v]) => `${k}: ${String(v)}`);
+      up.write(`${req.method} ${req.url} HTTP/1.1\r\n${headers.join('\r\n')}\r\n\r\n`);
+      up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    for (const s of [up, socket]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        up.destroy();
+        socket.destroy();
+      });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    p,
+    url: `https://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('TLS (SQLite only: behaviour does not depend on the database)', function () {
+  this.timeout(120_000);
+  let db: TestDatabase;
+  let dir: string;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  /** Keeps something for afterEach to clean up. */
+  const later = <T extends { cleanup(): Promise<void> }>(x: T): T => {
+    cleanups.push(() => x.cleanup());
+    return x;
+  };
+
+  beforeEach(async () => {
+    db = await databaseKinds()[0].create();
+    dir = tempDir('certs');
+  });
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function pairedDevice(server: TestServer, name: string, env: NodeJS.ProcessEnv = {}): Promise<TestDevice> {
+    const d = later(new TestDevice(name));
+    d.env = env;
+    const r = await d.pair(await server.pairingLink());
+    assert.equal(r.code, 0, r.stderr);
+    return d;
+  }
+
+  it('serves --cert/--key and picks up renewed files without a restart and without dropping devices', async () => {
+    const first = await makeCertificate('keepsync test 1');
+    const { certFile, keyFile } = installCertificate(dir, first);
+    const server = later(await new TestServer(db, ['--cert', certFile, '--key', keyFile]).start());
+    assert.equal(server.fingerprint, fingerprintOf(first.cert));
+    const laptop = await pairedDevice(server, 'laptop');
+    await laptop.start();
+
+    const renewed = await makeCertificate('keepsync test 2');
+    installCertificate(dir, renewed);
+    await waitFor('the server to load the renewed certificate', () => server.proc.stderr.includes(`certificate reloaded: sha256/${fingerprintOf(renewed.cert)}`), 20_000, 100);
+    assert.equal(await servedFingerprint(server.url), fingerprintOf(renewed.cert));
+
+    // The laptop's connection, made before the renewal, carries on.
+    laptop.write('after-renewal.txt', 'still here');
+    const desktop = await pairedDevice(server, 'desktop');
+    await waitFor('the laptop\'s file to reach the server', async () => {
+      await desktop.syncOnce();
+      return desktop.read('after-renewal.txt') === 'still here';
+    }, 30_000, 300);
+    assert.doesNotMatch(laptop.live!.stderr, /interrupted|reconnecting|retrying/);
+    await laptop.stop();
+  });
+
+  it('refuses a changed self-signed certificate on a paired device, with one line that says how to re-pin', async () => {
+    const { certFile, keyFile } = installCertificate(dir, await makeCertificate('keepsync test 1'));
+    const server = later(await new TestServer(db, ['--cert', certFile, '--key', keyFile]).start());
+    const laptop = await pairedDevice(server, 'laptop');
+    laptop.write('a.txt', 'a');
+    await laptop.syncOnce();
+    const impostor = await makeCertificate('keepsync test 2');
+    installCertificate(dir, impostor);
+    await server.restart();
+    laptop.write('b.txt', 'b');
+    const r = await laptop.run(['sync', '--once', '--quiet']);
+    assert.equal(r.code, 1);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0], /certificate changed/);
+    assert.match(lines[0], new RegExp(`now sha256/${fingerprintOf(impostor.cert)}`));
+    assert.match(lines[0], /keepsync unpair.*keepsync pair/);
+    // Re-pinning as the message says brings the device back, its files intact.
+    assert.equal((await laptop.run(['unpair'])).code, 0);
+    assert.equal((await laptop.pair(await server.pairingLink())).code, 0);
+    await laptop.syncOnce();
+    assert.equal(laptop.read('b.txt'), 'b');
+  });
+
+  it('keeps a device that trusts a publicly valid certificate working when it is renewed with a new key', async () => {
+    const ca = await makeCertificate('keepsync test CA', { isCa: true });
+    const caFile = path.join(dir, 'ca.pem');
+    fs.writeFileSync(caFile, ca.cert);
+    const { certFile, keyFile } = installCertificate(dir, await makeCertificate('localhost', { ca }));
+    const server = later(await new TestServer(db, ['--cert', certFile, '--key', keyFile]).start());
+    const laptop = await pairedDevice(server, 'laptop', { NODE_EXTRA_CA_CERTS: caFile });
+    laptop.write('before.txt', '1');
+    await laptop.syncOnce();
+    const renewed = await makeCertificate('localhost', { ca });
+    installCertificate(dir, renewed);
+    await waitFor('the server to load the renewed certificate', () => server.proc.stderr.includes(`certificate reloaded: sha256/${fingerprintOf(renewed.cert)}`), 20_000, 100);
+    laptop.write('after.txt', '2');
+    await laptop.syncOnce();
+    const other = await pairedDevice(server, 'other', { NODE_EXTRA_CA_CERTS: caFile });
+    await other.syncOnce();
+    assert.equal(other.read('after.txt'), '2');
+  });
+
+  it('refuses TLS 1.1 and older, accepts TLS 1.2 and 1.3', async () => {
+    const server = later(await new TestServer(db).start());
+    const port = Number(new URL(server.url).port);
+    const old = { minVersion: 'TLSv1' as const, maxVersion: 'TLSv1.1' as const, ciphers: 'DEFAULT@SECLEVEL=0' };
+    // The same client settings do get through to a server that allows TLS 1.1: the refusal is the server's.
+    const pem = { cert: fs.readFileSync(path.join(server.certsDir, 'server.crt')), key: fs.readFileSync(path.join(server.certsDir, 'server.key')) };
+    const control = tls.createServer({ ...pem, minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' });
+    await new Promise<void>((resolve) => control.listen(0, '127.0.0.1', () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
+    assert.equal(await handshake((control.address() as net.AddressInfo).port, old), true, 'this machine\'s OpenSSL cannot speak TLS 1.1 at all');
+    assert.equal(await handshake(port, old), false);
+    assert.equal(await handshake(port, { maxVersion: 'TLSv1.2' }), true);
+    assert.equal(await handshake(port, { minVersion: 'TLSv1.3' }), true);
+  });
+
+  it('speaks plain HTTP only with --insecure-http, behind a TLS-terminating reverse proxy it trusts for the address', async () => {
+    const ca = await makeCertificate('keepsync test CA', { isCa: true });
+    const caFile = path.join(dir, 'ca.pem');
+    fs.writeFileSync(caFile, ca.cert);
+    const proxy = await reverseProxy(await makeCertificate('localhost', { ca }), '203.0.113.9');
+    cleanups.push(() => proxy.close());
+    const server = later(await new TestServer(db, ['--insecure-http', '--public-url', proxy.url]).start());
+    assert.match(server.url, /^http:\/\//);
+    proxy.p.target = Number(new URL(server.url).port);
+
+    const link = await server.pairingLink();
+    assert.ok(link.startsWith(`${proxy.url}/pair?code=`), link);
+    assert.doesNotMatch(link, /fp=/, 'no fingerprint to pin: devices trust the proxy\'s public certificate');
+    const laptop = await pairedDevice(server, 'laptop', { NODE_EXTRA_CA_CERTS: caFile });
+    laptop.write('via-proxy.txt', 'hello');
+    await laptop.syncOnce();
+    const desktop = await pairedDevice(server, 'desktop', { NODE_EXTRA_CA_CERTS: caFile });
+    await desktop.syncOnce();
+    assert.equal(desktop.read('via-proxy.txt'), 'hello');
+
+    // The proxy's X-Forwarded-For is the device's address, because the option says a proxy is there.
+    const admin = await AdminClient.login({ url: proxy.url, adminPassword: server.adminPassword } as TestServer);
+    const devices = await admin.devices() as Array<{ name: string; address: string | null }>;
+    assert.equal(devices.find((x) => x.name === 'laptop')?.address, '203.0.113.9');
+
+    // Without a trusted certificate a pinless link is refused before anything is sent.
+    const stranger = later(new TestDevice('stranger'));
+    const r = await stranger.pair(await server.pairingLink());
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /not publicly valid/);
+    // A plain-http link would expose the token: refused.
+    const plain = await stranger.pair(`${server.url}/pair?code=abc`);
+    assert.equal(plain.code, 1);
+    assert.match(plain.stderr, /plain http/);
+  });
+});

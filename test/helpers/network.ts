@@ -1,0 +1,177 @@
+import { execFileSync } from 'node:child_process';
+import net from 'node:net';
+
+/*
+ * A small internet for tests: a network namespace joined to the host by a
+ * veth pair, with a bandwidth limit (tc tbf) each way, and a TCP relay on the
+ * host end that adds latency, cuts connections or silently drops everything.
+ */
+
+function ip(...args: string[]): string {
+  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+let counter = 0;
+
+/** A network namespace reachable from the host at `hostAddress`; its own address is `address`. */
+export class NetNamespace {
+  private constructor(
+    readonly name: string,
+    private readonly hostIf: string,
+    readonly hostAddress: string,
+    readonly address: string,
+  ) {}
+
+  /**
+   * Creates the namespace and its link, limited to `mbit` each way. Throws
+   * with the reason when this machine does not allow it (not root, no ip).
+   */
+  static create(mbit: number): NetNamespace {
+    const id = `${process.pid % 10000}${counter++}`;
+    const net3 = `10.${200 + (counter % 50)}.${process.pid % 250}`;
+    const ns = new NetNamespace(`keepsync${id}`, `ksh${id}`, `${net3}.1`, `${net3}.2`);
+    const inner = `ksn${id}`;
+    ip('netns', 'add', ns.name);
+    try {
+      ip('link', 'add', ns.hostIf, 'type', 'veth', 'peer', 'name', inner);
+      ip('link', 'set', inner, 'netns', ns.name);
+      ip('addr', 'add', `${ns.hostAddress}/24`, 'dev', ns.hostIf);
+      ip('link', 'set', ns.hostIf, 'up');
+      ns.exec('ip', 'addr', 'add', `${ns.address}/24`, 'dev', inner);
+      ns.exec('ip', 'link', 'set', inner, 'up');
+      ns.exec('ip', 'link', 'set', 'lo', 'up');
+      // tbf on each end's egress: host → namespace is the device's download, the other way its upload.
+      const tbf = ['root', 'tbf', 'rate', `${mbit}mbit`, 'burst', '64kb', 'latency', '300ms'];
+      execFileSync('tc', ['qdisc', 'add', 'dev', ns.hostIf, ...tbf], { stdio: 'pipe' });
+      ns.exec('tc', 'qdisc', 'add', 'dev', inner, ...tbf);
+    } catch (err) {
+      ns.remove();
+      throw err;
+    }
+    return ns;
+  }
+
+  /** The prefix that runs a command inside the namespace. */
+  get prefix(): string[] {
+    return ['ip', 'netns', 'exec', this.name];
+  }
+
+  exec(...cmd: string[]): string {
+    return ip('netns', 'exec', this.name, ...cmd);
+  }
+
+  /** Deletes the namespace (and with it both ends of the link). */
+  remove(): void {
+    try {
+      ip('netns', 'del', this.name);
+    } catch {
+      // already gone
+    }
+    try {
+      ip('link', 'del', this.hostIf);
+    } catch {
+      // went with the namespace
+    }
+  }
+}
+
+/** Bytes held per direction in the relay before it stops reading (TCP then slows the sender). */
+const RELAY_BUFFER = 1024 * 1024;
+
+/**
+ * A TCP relay from `host:port` (port 0 picks one) to 127.0.0.1:`target`,
+ * delaying every byte by `delayMs` each way. `blackhole` silently drops
+ * everything both ways while keeping connections open; `cut` closes every
+ * connection and refuses new ones until `restore`.
+ */
+export class Relay {
+  target = 0;
+  delayMs: number;
+  blackhole = false;
+  private refusing = false;
+  readonly counts = { up: 0, down: 0, connections: 0 };
+  private readonly sockets = new Set<net.Socket>();
+  private readonly server: net.Server;
+
+  private constructor(delayMs: number) {
+    this.delayMs = delayMs;
+    this.server = net.createServer((client) => this.accept(client));
+  }
+
+  static async listen(host: string, delayMs: number): Promise<Relay> {
+    const relay = new Relay(delayMs);
+    await new Promise<void>((resolve, reject) => {
+      relay.server.once('error', reject);
+      relay.server.listen(0, host, () => resolve());
+    });
+    return relay;
+  }
+
+  get port(): number {
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  private accept(client: net.Socket): void {
+    if (this.refusing) {
+      client.destroy();
+      return;
+    }
+    this.counts.connections++;
+    const upstream = net.connect(this.target, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      this.sockets.add(s);
+      s.setNoDelay(true);
+      s.on('error', () => {});
+      s.on('close', (hadError) => {
+        this.sockets.delete(s);
+        if (hadError) {
+          client.destroy();
+          upstream.destroy();
+        }
+      });
+    }
+    this.forward(client, upstream, 'up');
+    this.forward(upstream, client, 'down');
+  }
+
+  private forward(src: net.Socket, dst: net.Socket, dir: 'up' | 'down'): void {
+    let held = 0;
+    const resumeIfRoom = () => {
+      if (src.isPaused() && held < RELAY_BUFFER / 2 && dst.writableLength < RELAY_BUFFER) src.resume();
+    };
+    src.on('data', (buf: Buffer) => {
+      if (this.blackhole) return;
+      held += buf.length;
+      if (held > RELAY_BUFFER) src.pause();
+      // Equal delays fire in order, so the byte stream stays in order.
+      setTimeout(() => {
+        held -= buf.length;
+        if (!this.blackhole && !dst.destroyed) {
+          this.counts[dir] += buf.length;
+          dst.write(buf);
+          if (dst.writableLength >= RELAY_BUFFER) src.pause();
+        }
+        resumeIfRoom();
+      }, this.delayMs);
+    });
+    dst.on('drain', resumeIfRoom);
+    // The end of the stream travels behind its last bytes.
+    src.on('end', () => setTimeout(() => dst.end(), this.delayMs));
+  }
+
+  /** Closes every connection and refuses new ones until `restore`. */
+  cut(): void {
+    this.refusing = true;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  restore(): void {
+    this.refusing = false;
+    this.blackhole = false;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

@@ -255,7 +255,7 @@ export class Engine {
       switch (a.kind) {
         case 'rename-local': {
           const st = await this.folder.rename(a.local.localPath, a.to, expectOf(a.synced));
-          if (st) this.index.tx(() => this.index.rebaseSynced(a.from, a.to));
+          if (st) this.index.tx(() => this.followMove(a.from, a.to));
           else this.markLocal(a.local.localPath);
           break;
         }
@@ -295,6 +295,23 @@ export class Engine {
       if (done || a.local.kind === 'dir') this.index.deleteSynced(a.path);
       if (!done && a.local.kind === 'file') this.markLocal(a.local.localPath);
     }
+  }
+
+  /**
+   * Records a remote move carried out here. The server moved everything it had
+   * under the folder; what this device had there and the server did not (a
+   * change it had not applied yet) has no entry at the new place, so it gets a
+   * tombstone there. Everything under the new place is looked at next cycle.
+   */
+  private followMove(from: RelPath, to: RelPath): void {
+    this.index.rebaseSynced(from, to);
+    for (const s of this.index.syncedUnder(to)) {
+      if (!this.index.remote(s.path)) {
+        this.index.putRemote({ path: s.path, kind: s.kind, deleted: true, seq: 0, version: 0, hash: '', size: 0, mtime: 0, exec: false, from: null, manifest: null });
+      }
+      this.dirtyRemote.add(s.path);
+    }
+    for (const r of this.index.remoteUnder(to)) this.dirtyRemote.add(r.path);
   }
 
   private async downloadJob(a: Extract<Action, { kind: 'download' }>, conn: Connection): Promise<DownloadJob> {

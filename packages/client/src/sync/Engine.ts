@@ -214,8 +214,21 @@ export class Engine {
     }
   }
 
-  /** One pass: pull, scan, plan, act. */
+  /**
+   * One pass: pull, scan, plan, act. A pass cut short (a lost connection, a
+   * server restart) leaves work it had taken off the dirty sets undone: the
+   * next pass rescans everything.
+   */
   async cycle(conn: Connection): Promise<CycleResult> {
+    try {
+      return await this.pass(conn);
+    } catch (err) {
+      this.fullScan = true;
+      throw err;
+    }
+  }
+
+  private async pass(conn: Connection): Promise<CycleResult> {
     await this.pull(conn);
     const states = await this.gather();
     await this.hashWhereNeeded(states);

@@ -244,7 +244,13 @@ class ChaosRun implements Ctx {
     const tree = new Map<string, LocalEntry>();
     const temps: string[] = [];
     const walk = (dir: string, rel: string) => {
-      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      let entries: fs.Dirent[] = [];
+      try {
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch {
+        // removed under the walk: the next poll sees the outcome
+      }
+      for (const e of entries) {
         const r = (rel ? `${rel}/${e.name}` : e.name).normalize('NFC');
         const abs = path.join(dir, e.name);
         if (e.name.startsWith('.keepsync-')) {
@@ -255,8 +261,12 @@ class ChaosRun implements Ctx {
           tree.set(r, { kind: 'dir', hash: '', exec: false, mtime: 0 });
           walk(abs, r);
         } else if (e.isFile()) {
-          const st = fs.statSync(abs);
-          tree.set(r, { kind: 'file', hash: sha(fs.readFileSync(abs)), exec: (st.mode & 0o111) !== 0, mtime: st.mtimeMs });
+          try {
+            const st = fs.statSync(abs);
+            tree.set(r, { kind: 'file', hash: sha(fs.readFileSync(abs)), exec: (st.mode & 0o111) !== 0, mtime: st.mtimeMs });
+          } catch {
+            tree.set(r, { kind: 'file', hash: 'changing under the walk', exec: false, mtime: 0 });
+          }
         }
       }
     };

@@ -17,6 +17,8 @@ export class TestServer {
   url = '';
   fingerprint = '';
   adminPassword = '';
+  /** 0 until the first start; a restart binds the same port so that paired devices find it again. */
+  port = 0;
   readonly root = tempDir('server');
   readonly dataDir = path.join(this.root, 'data');
   readonly certsDir = path.join(this.root, 'certs');
@@ -25,7 +27,7 @@ export class TestServer {
 
   get args(): string[] {
     return [
-      'server', '--data', this.dataDir, '--certs', this.certsDir, '--host', '127.0.0.1', '--port', '0',
+      'server', '--data', this.dataDir, '--certs', this.certsDir, '--host', '127.0.0.1', '--port', String(this.port),
       ...(this.db.url ? ['--database-url', this.db.url] : []), ...this.extraArgs,
     ];
   }
@@ -37,6 +39,7 @@ export class TestServer {
       return /certificate fingerprint: sha256\/[0-9a-f]{64}/.test(this.proc.stdout) || /plain HTTP/.test(this.proc.stdout);
     }, 30_000);
     this.url = /listening on (\S+)/.exec(this.proc.stdout)![1];
+    this.port = Number(new URL(this.url).port);
     this.fingerprint = /sha256\/([0-9a-f]{64})/.exec(this.proc.stdout)?.[1] ?? '';
     this.adminPassword = /admin password: (\S+)/.exec(this.proc.stdout)?.[1] ?? this.adminPassword;
     return this;

@@ -51,15 +51,29 @@ export class Scanner {
     return path.join(this.root, ...localPath.split('/'));
   }
 
-  /** The state of one local path, or undefined when absent, ignored or not a file/folder. */
+  /**
+   * The state of one local path, or undefined when absent, ignored or not a
+   * file/folder. A wire path (NFC) finds the file under the name it has on
+   * disk when that differs only in Unicode normalization (NFD on Linux).
+   */
   async stat(localPath: string): Promise<LocalState | undefined> {
-    let st: fs.Stats;
-    try {
-      st = await fsp.lstat(this.abs(localPath));
-    } catch {
-      return undefined;
+    const found = await this.lstatAnyForm(localPath);
+    return found && this.toState(found.localPath, found.st);
+  }
+
+  private async lstatAnyForm(localPath: string): Promise<{ localPath: string; st: fs.Stats } | undefined> {
+    const st = await fsp.lstat(this.abs(localPath)).catch(() => undefined);
+    if (st || /^[\x00-\x7f]*$/.test(localPath)) return st && { localPath, st };
+    let cur = '';
+    for (const segment of localPath.split('/')) {
+      const names = await fsp.readdir(cur ? this.abs(cur) : this.root).catch(() => undefined);
+      const want = segment.normalize('NFC');
+      const name = names?.includes(segment) ? segment : names?.find((n) => n.normalize('NFC') === want);
+      if (!name) return undefined;
+      cur = cur ? `${cur}/${name}` : name;
     }
-    return this.toState(localPath, st);
+    const found = await fsp.lstat(this.abs(cur)).catch(() => undefined);
+    return found && { localPath: cur, st: found };
   }
 
   private toState(localPath: string, st: fs.Stats): LocalState | undefined {

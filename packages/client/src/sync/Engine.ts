@@ -223,9 +223,22 @@ export class Engine {
     }
   }
 
-  /** One pass: pull, scan, plan, act. */
+  /**
+   * One pass: pull, scan, plan, act. A pass cut short (a lost connection, a
+   * server restart) leaves work it had taken off the dirty sets undone: the
+   * next pass rescans everything.
+   */
   async cycle(conn: Connection): Promise<CycleResult> {
     this.folder.forgetDirs();
+    try {
+      return await this.pass(conn);
+    } catch (err) {
+      this.fullScan = true;
+      throw err;
+    }
+  }
+
+  private async pass(conn: Connection): Promise<CycleResult> {
     await this.pull(conn);
     const states = await this.gather();
     await this.hashWhereNeeded(states);
@@ -272,7 +285,7 @@ export class Engine {
       switch (a.kind) {
         case 'rename-local': {
           const st = await this.folder.rename(a.local.localPath, a.to, expectOf(a.synced));
-          if (st) this.index.tx(() => this.index.rebaseSynced(a.from, a.to));
+          if (st) this.index.tx(() => this.followMove(a.from, a.to));
           else this.markLocal(a.local.localPath);
           break;
         }
@@ -331,6 +344,23 @@ export class Engine {
   private flushDownloaded(): void {
     const batch = this.downloaded.splice(0);
     if (batch.length > 0) this.index.tx(() => batch.forEach((s) => this.index.putSynced(s)));
+  }
+
+  /**
+   * Records a remote move carried out here. The server moved everything it had
+   * under the folder; what this device had there and the server did not (a
+   * change it had not applied yet) has no entry at the new place, so it gets a
+   * tombstone there. Everything under the new place is looked at next cycle.
+   */
+  private followMove(from: RelPath, to: RelPath): void {
+    this.index.rebaseSynced(from, to);
+    for (const s of this.index.syncedUnder(to)) {
+      if (!this.index.remote(s.path)) {
+        this.index.putRemote({ path: s.path, kind: s.kind, deleted: true, seq: 0, version: 0, hash: '', size: 0, mtime: 0, exec: false, from: null, manifest: null });
+      }
+      this.dirtyRemote.add(s.path);
+    }
+    for (const r of this.index.remoteUnder(to)) this.dirtyRemote.add(r.path);
   }
 
   private async downloadJob(a: Extract<Action, { kind: 'download' }>, conn: Connection): Promise<DownloadJob> {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import watcher from '@parcel/watcher';
 
@@ -6,31 +7,77 @@ export interface Watcher {
   close(): Promise<void>;
 }
 
+/** After a folder moved in, the subscription is renewed this long after the last such event. */
+const RENEW_AFTER_MS = 100;
+
 /**
  * Watches `root` with the OS's native facility and reports changed paths
  * relative to the root (`/`-separated). Events are hints: the engine stats
  * what they name. `onOverflow` asks for a full rescan when events were lost.
+ *
+ * A folder renamed or moved inside the tree (by the user or by a remote
+ * move) leaves the native watches on Linux pointing at its old path: later
+ * changes inside it are reported under the old name or not at all. So when a
+ * folder appears that already has content, the subscription is renewed and
+ * a full rescan catches whatever happened in between.
  */
 export async function watchFolder(root: string, onPaths: (rel: string[]) => void, onOverflow: () => void): Promise<Watcher> {
-  const sub = await watcher.subscribe(
-    root,
-    (err, events) => {
-      if (err) {
-        onOverflow();
-        return;
-      }
-      const rels: string[] = [];
-      for (const e of events) {
-        const rel = path.relative(root, e.path);
-        if (!rel || rel.startsWith('..')) {
+  let closed = false;
+  let renewTimer: NodeJS.Timeout | undefined;
+  const subscribe = () =>
+    watcher.subscribe(
+      root,
+      (err, events) => {
+        if (err) {
           onOverflow();
-          continue;
+          return;
         }
-        rels.push(rel.split(path.sep).join('/'));
-      }
-      if (rels.length > 0) onPaths(rels);
+        const rels: string[] = [];
+        for (const e of events) {
+          const rel = path.relative(root, e.path);
+          if (!rel || rel.startsWith('..')) {
+            onOverflow();
+            continue;
+          }
+          if (e.type === 'create' && hasContent(e.path)) renewSoon();
+          rels.push(rel.split(path.sep).join('/'));
+        }
+        if (rels.length > 0) onPaths(rels);
+      },
+      { ignore: ['**/.keepsync-*'] },
+    );
+  let sub = await subscribe();
+  const renewSoon = () => {
+    clearTimeout(renewTimer);
+    renewTimer = setTimeout(() => {
+      if (closed) return;
+      // The native watcher is shared per folder: the old subscription must end
+      // before a new one rebuilds it. The full rescan covers the gap.
+      sub.unsubscribe()
+        .catch(() => {})
+        .then(subscribe)
+        .then(async (next) => {
+          if (closed) await next.unsubscribe();
+          else sub = next;
+        })
+        .catch(() => {})
+        .finally(() => onOverflow());
+    }, RENEW_AFTER_MS);
+  };
+  return {
+    close: async () => {
+      closed = true;
+      clearTimeout(renewTimer);
+      await sub.unsubscribe();
     },
-    { ignore: ['**/.keepsync-*'] },
-  );
-  return { close: () => sub.unsubscribe() };
+  };
+}
+
+/** A directory that is not empty: moved in rather than just created. */
+function hasContent(abs: string): boolean {
+  try {
+    return fs.readdirSync(abs).length > 0;
+  } catch {
+    return false;
+  }
 }

@@ -37,12 +37,16 @@ export class SyncService extends EventEmitter<SyncServiceEvents> {
     return m;
   }
 
-  /** One page of the changes feed after `since`. */
+  /**
+   * One page of the changes feed after `since`. The folder's sequence is read
+   * before the entries: a change committed in between is then either in the
+   * page or above the answered sequence, never skipped.
+   */
   async changes(folder: Folder, since: number): Promise<{ entries: Entry[]; seq: number; more: boolean }> {
+    const current = (await this.meta.folderById(folder.id))?.seq ?? folder.seq;
     const rows = await this.meta.changesSince(folder.id, since, CHANGES_PAGE_SIZE + 1, INLINE_MANIFEST_CHUNKS);
     const more = rows.length > CHANGES_PAGE_SIZE;
     const page = more ? rows.slice(0, CHANGES_PAGE_SIZE) : rows;
-    const current = (await this.meta.folderById(folder.id))?.seq ?? folder.seq;
     return { entries: page.map(toEntry), seq: more ? page[page.length - 1].seq : Math.max(current, page.at(-1)?.seq ?? 0), more };
   }
 

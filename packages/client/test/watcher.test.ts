@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { watchFolder, type Watcher } from '../src/watcher/Watcher.js';
+
+async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('watchFolder', () => {
+  let root: string;
+  let w: Watcher | undefined;
+  const seen: string[] = [];
+  let rescans = 0;
+
+  beforeEach(async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'keepsync-watch-'));
+    fs.mkdirSync(path.join(root, 'a/b'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'a/b/f.txt'), '1');
+    seen.length = 0;
+    rescans = 0;
+    w = await watchFolder(root, (rels) => seen.push(...rels), () => rescans++);
+  });
+  afterEach(async () => {
+    await w?.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it('reports changes inside a folder under its new name after the folder was renamed, and asks for a rescan', async () => {
+    fs.renameSync(path.join(root, 'a'), path.join(root, 'A'));
+    await until('a rescan after the folder moved in', () => rescans > 0);
+    seen.length = 0;
+    fs.writeFileSync(path.join(root, 'A/b/f.txt'), 'changed');
+    await until('the edit inside the renamed folder', () => seen.includes('A/b/f.txt'));
+    fs.renameSync(path.join(root, 'A/b/f.txt'), path.join(root, 'A/b/g.txt'));
+    await until('the rename inside the renamed folder', () => seen.includes('A/b/g.txt'));
+    assert.ok(!seen.some((p) => p.startsWith('a/')), `stale paths reported: ${seen.join(', ')}`);
+  });
+
+  it('reports files written into a newly created folder', async () => {
+    fs.mkdirSync(path.join(root, 'new'));
+    await until('the new folder', () => seen.includes('new'));
+    fs.writeFileSync(path.join(root, 'new/x'), '1');
+    await until('the new file', () => seen.includes('new/x'));
+  });
+});

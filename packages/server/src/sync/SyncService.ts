@@ -39,10 +39,12 @@ export class SyncService extends EventEmitter<SyncServiceEvents> {
 
   /** One page of the changes feed after `since`. */
   async changes(folder: Folder, since: number): Promise<{ entries: Entry[]; seq: number; more: boolean }> {
+    // The folder's sequence is read before the rows: a change committed in
+    // between shows in the rows, never only in the sequence (a device would skip it).
+    const current = (await this.meta.folderById(folder.id))?.seq ?? folder.seq;
     const rows = await this.meta.changesSince(folder.id, since, CHANGES_PAGE_SIZE + 1, INLINE_MANIFEST_CHUNKS);
     const more = rows.length > CHANGES_PAGE_SIZE;
     const page = more ? rows.slice(0, CHANGES_PAGE_SIZE) : rows;
-    const current = (await this.meta.folderById(folder.id))?.seq ?? folder.seq;
     return { entries: page.map(toEntry), seq: more ? page[page.length - 1].seq : Math.max(current, page.at(-1)?.seq ?? 0), more };
   }
 

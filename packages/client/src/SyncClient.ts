@@ -97,6 +97,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
       });
       conn.on('close', () => kick());
       try {
+        await engine.checkHistory(conn);
         const done = await loop(conn);
         if (done) return;
       } catch (err) {

@@ -31,6 +31,14 @@ export interface RemoteRecord {
   manifest: Manifest | null;
 }
 
+/** One change of the server's feed, enough to recognise it again. */
+export interface HistoryMark {
+  seq: number;
+  path: string;
+  hash: string;
+  deleted: boolean;
+}
+
 type Row = Record<string, any>;
 
 const toSynced = (r: Row): SyncedRecord => ({
@@ -102,6 +110,15 @@ export class LocalIndex {
   }
   get seq(): number {
     return Number(this.getMeta('seq') ?? 0);
+  }
+
+  /** The last change pulled from the server (highest sequence), or undefined before the first. */
+  get head(): HistoryMark | undefined {
+    const v = this.getMeta('head');
+    return v ? (JSON.parse(v) as HistoryMark) : undefined;
+  }
+  setHead(h: HistoryMark): void {
+    this.setMeta('head', JSON.stringify(h));
   }
 
   // ---- synced ----
@@ -183,6 +200,7 @@ export class LocalIndex {
   resetForMerge(epoch: string): void {
     this.tx(() => {
       this.db.exec('DELETE FROM synced; DELETE FROM remote; DELETE FROM chunks;');
+      this.db.exec("DELETE FROM meta WHERE key = 'head'");
       this.setMeta('epoch', epoch);
       this.setMeta('seq', '0');
     });

@@ -92,6 +92,32 @@ export class Engine {
     this.fullScan = true;
   }
 
+  /**
+   * The same epoch and a server not behind do not prove the same history: a
+   * backup put back and then moved on by other devices reuses sequence
+   * numbers (B6). The last change this device pulled must still be in the
+   * feed, unchanged or overtaken by a later change of the same path, and no
+   * change this device never saw may sit at or below its sequence;
+   * otherwise the device merges from scratch.
+   */
+  async checkHistory(conn: Connection): Promise<void> {
+    const head = this.index.head;
+    const known = this.index.seq;
+    if (!head || known === 0 || head.seq > known) return;
+    const page = await conn.request({ type: 'list', id: conn.id(), since: head.seq - 1 }, 'changes');
+    let found = false;
+    let diverged = false;
+    for (const e of page.entries) {
+      if (e.path === head.path) found = true;
+      if (e.seq === head.seq) diverged ||= e.path !== head.path || e.hash !== head.hash || e.deleted !== head.deleted;
+      else if (e.seq <= known) diverged = true;
+    }
+    if (!diverged && (found || page.more)) return;
+    this.opts.log('the server\'s folder history differs from what this device last saw (restored from a backup?); merging: local files are kept and uploaded where they differ');
+    this.index.resetForMerge(this.index.epoch);
+    this.fullScan = true;
+  }
+
   /** Pulls every change after the index's sequence into the remote table. */
   async pull(conn: Connection): Promise<number> {
     let pulled = 0;
@@ -99,6 +125,8 @@ export class Engine {
       const page = await conn.request({ type: 'list', id: conn.id(), since: this.index.seq }, 'changes');
       this.index.tx(() => {
         for (const e of page.entries) this.recordRemote(e);
+        const last = page.entries.reduce<Entry | undefined>((m, e) => (!m || e.seq > m.seq ? e : m), undefined);
+        if (last && last.seq > (this.index.head?.seq ?? 0)) this.index.setHead({ seq: last.seq, path: last.path, hash: last.hash, deleted: last.deleted });
         this.index.setMeta('seq', String(Math.max(this.index.seq, page.seq)));
       });
       pulled += page.entries.length;

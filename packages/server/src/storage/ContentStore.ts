@@ -1,7 +1,7 @@
 /**
  * Immutable chunks addressed by their SHA-256 (hex). Implementations: the
  * local disk (FsContentStore); an S3-compatible store can follow the same
- * contract (see test/contentStoreContract.ts).
+ * contract (see packages/server/test/FsContentStore.test.ts).
  */
 export interface ContentStore {
   /**

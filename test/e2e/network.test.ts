@@ -368,16 +368,16 @@ describe('TLS (SQLite only: behaviour does not depend on the database)', functio
     const laptop = await pairedDevice(server, 'laptop');
     laptop.write('a.txt', 'a');
     await laptop.syncOnce();
-    const impostor = await makeCertificate('keepsync test 2');
-    installCertificate(dir, impostor);
-    await server.restart();
+    const replaced = await makeCertificate('keepsync test 2');
+    installCertificate(dir, replaced);
+    await waitFor('the server to load the other certificate', () => server.proc.stderr.includes(`certificate reloaded: sha256/${fingerprintOf(replaced.cert)}`), 20_000, 100);
     laptop.write('b.txt', 'b');
     const r = await laptop.run(['sync', '--once', '--quiet']);
     assert.equal(r.code, 1);
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0], /certificate changed/);
-    assert.match(lines[0], new RegExp(`now sha256/${fingerprintOf(impostor.cert)}`));
+    assert.match(lines[0], new RegExp(`now sha256/${fingerprintOf(replaced.cert)}`));
     assert.match(lines[0], /keepsync unpair.*keepsync pair/);
     // Re-pinning as the message says brings the device back, its files intact.
     assert.equal((await laptop.run(['unpair'])).code, 0);

@@ -124,7 +124,8 @@ export class Relay {
       s.on('error', () => {});
       s.on('close', (hadError) => {
         this.sockets.delete(s);
-        if (hadError) {
+        // A blackholed link carries no news of a closed connection either.
+        if (hadError && !this.blackhole) {
           client.destroy();
           upstream.destroy();
         }
@@ -156,7 +157,9 @@ export class Relay {
     });
     dst.on('drain', resumeIfRoom);
     // The end of the stream travels behind its last bytes.
-    src.on('end', () => setTimeout(() => dst.end(), this.delayMs));
+    src.on('end', () => {
+      if (!this.blackhole) setTimeout(() => dst.end(), this.delayMs);
+    });
   }
 
   /** Closes every connection and refuses new ones until `restore`. */

@@ -30,23 +30,29 @@ export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: 
   const acks: Promise<void>[] = [];
   for (const job of jobs) {
     const jobAcks: Promise<void>[] = [];
-    for (const c of job.chunks) {
-      if (!missing.has(c.hash)) continue;
-      const already = sent.get(c.hash);
-      if (already) {
-        jobAcks.push(already);
-        continue;
+    const needed = job.chunks.filter((c) => missing.has(c.hash));
+    const file = needed.length > 0 ? await folder.openRead(job.localPath) : undefined;
+    if (needed.length > 0 && !file) ok.delete(job);
+    try {
+      for (const c of file ? needed : []) {
+        const already = sent.get(c.hash);
+        if (already) {
+          jobAcks.push(already);
+          continue;
+        }
+        const data = await file!.read(c.offset, c.size);
+        if (!data) {
+          ok.delete(job);
+          break;
+        }
+        const { acked } = await conn.putChunk(c.hash, data);
+        const counted = acked.then(() => progress.up(c.size));
+        counted.catch(() => {}); // handled below, once the job's chunks are all queued
+        sent.set(c.hash, counted);
+        jobAcks.push(counted);
       }
-      const data = await folder.read(job.localPath, c.offset, c.size);
-      if (!data) {
-        ok.delete(job);
-        break;
-      }
-      const { acked } = await conn.putChunk(c.hash, data);
-      const counted = acked.then(() => progress.up(c.size));
-      counted.catch(() => {}); // handled below, once the job's chunks are all queued
-      sent.set(c.hash, counted);
-      jobAcks.push(counted);
+    } finally {
+      await file?.close();
     }
     acks.push(
       Promise.all(jobAcks).then(

@@ -9,7 +9,8 @@ export interface ContentStore {
   /**
    * Stores a chunk after verifying that `data` hashes to `hash`; throws
    * CHUNK_HASH_MISMATCH otherwise. Storing a chunk that exists is a no-op.
-   * The chunk is durable once `flush` resolves.
+   * The chunk is durable once `flush` resolves; until then it may still
+   * show as missing.
    */
   put(hash: string, data: Uint8Array): Promise<void>;
   /** Makes every chunk put so far durable (fsync). Called before an index commit. */

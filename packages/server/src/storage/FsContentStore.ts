@@ -6,15 +6,21 @@ import type { ContentStore } from './ContentStore.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const FSYNC_PARALLEL = 32;
+/** Chunk files whose fsync may be in progress at once. */
+const SYNC_AHEAD = 64;
 
 /**
- * Chunks as files under `DIR/chunks/ab/abcdef…`. A put writes a temporary file
- * and renames it into place, so a chunk file is whole or absent; `flush`
- * fsyncs the files and their directories before the index refers to them.
+ * Chunks as files under `DIR/chunks/ab/abcdef…`. A put writes a temporary
+ * file; its fsync and the rename into place run in the background,
+ * overlapping the next chunks' transfer, so a chunk file is whole and on disk
+ * or absent. `flush` waits for those and fsyncs the directories before the
+ * index refers to the chunks (a chunk may show as missing until then).
  */
 export class FsContentStore implements ContentStore {
   private readonly root: string;
-  private pending = new Set<string>();
+  private readonly syncing = new Set<Promise<void>>();
+  private syncErrors: unknown[] = [];
+  private dirtyDirs = new Set<string>();
 
   constructor(dataDir: string) {
     this.root = path.join(dataDir, 'chunks');
@@ -46,19 +52,50 @@ export class FsContentStore implements ContentStore {
     }
     const file = this.fileOf(hash);
     if (await fs.access(file).then(() => true, () => false)) return;
+    // Bounded: a device that uploads faster than the disk syncs waits here.
+    while (this.syncing.size >= SYNC_AHEAD) await Promise.race(this.syncing);
     const tmp = path.join(this.root, 'tmp', `${hash}.${randomBytes(6).toString('hex')}`);
-    await fs.writeFile(tmp, data);
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    await fs.rename(tmp, file);
-    this.pending.add(file);
+    const fh = await fs.open(tmp, 'wx');
+    try {
+      await fh.writeFile(data);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+    // fsync, then rename: a chunk file under its hash is always whole on disk,
+    // even after a crash. This runs while more chunks arrive; flush waits for it.
+    const durable = (async () => {
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await fs.rename(tmp, file);
+      this.dirtyDirs.add(path.dirname(file));
+    })();
+    const tracked: Promise<void> = durable.then(
+      () => {
+        this.syncing.delete(tracked);
+      },
+      (err: unknown) => {
+        this.syncing.delete(tracked);
+        this.syncErrors.push(err);
+        void fs.rm(tmp, { force: true }).catch(() => {});
+      },
+    );
+    this.syncing.add(tracked);
   }
 
   async flush(): Promise<void> {
-    if (this.pending.size === 0) return;
-    const files = [...this.pending];
-    this.pending = new Set();
-    const dirs = new Set(files.map((f) => path.dirname(f)));
-    await parallel([...files, ...dirs], FSYNC_PARALLEL, syncPath);
+    await Promise.all([...this.syncing]);
+    const errors = this.syncErrors.splice(0);
+    if (errors.length > 0) throw errors[0];
+    if (this.dirtyDirs.size === 0) return;
+    const dirs = [...this.dirtyDirs];
+    this.dirtyDirs = new Set();
+    await parallel(dirs, FSYNC_PARALLEL, syncPath);
   }
 
   async get(hash: string): Promise<Uint8Array | undefined> {

@@ -63,19 +63,7 @@ export class FsContentStore implements ContentStore {
       await fs.rm(tmp, { force: true });
       throw err;
     }
-    // fsync, then rename: a chunk file under its hash is always whole on disk,
-    // even after a crash. This runs while more chunks arrive; flush waits for it.
-    const durable = (async () => {
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fs.mkdir(path.dirname(file), { recursive: true });
-      await fs.rename(tmp, file);
-      this.dirtyDirs.add(path.dirname(file));
-    })();
-    const tracked: Promise<void> = durable.then(
+    const tracked: Promise<void> = this.settle(fh, tmp, file).then(
       () => {
         this.syncing.delete(tracked);
       },
@@ -86,6 +74,21 @@ export class FsContentStore implements ContentStore {
       },
     );
     this.syncing.add(tracked);
+  }
+
+  /**
+   * fsync, then rename: a chunk file under its hash is always whole on disk,
+   * even after a crash. Runs while more chunks arrive; flush waits for it.
+   */
+  private async settle(fh: fs.FileHandle, tmp: string, file: string): Promise<void> {
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await fs.rename(tmp, file);
+    this.dirtyDirs.add(path.dirname(file));
   }
 
   async flush(): Promise<void> {

@@ -444,6 +444,19 @@ describe('TLS (SQLite only: behaviour does not depend on the database)', functio
     assert.equal(await handshake(port, old), false);
     assert.equal(await handshake(port, { maxVersion: 'TLSv1.2' }), true);
     assert.equal(await handshake(port, { minVersion: 'TLSv1.3' }), true);
+
+    // Devices refuse an old server just the same: nothing gets past the handshake.
+    const oldServer = tls.createServer({ ...pem, maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }, (s) => s.destroy());
+    let secured = 0;
+    oldServer.on('secureConnection', () => secured++);
+    await new Promise<void>((resolve) => oldServer.listen(0, '127.0.0.1', () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => oldServer.close(() => resolve())));
+    const device = later(new TestDevice('cautious'));
+    const link = `https://127.0.0.1:${(oldServer.address() as net.AddressInfo).port}/pair?code=abc&fp=${server.fingerprint}`;
+    const r = await device.pair(link);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot reach the server/);
+    assert.equal(secured, 0);
   });
 
   it('speaks plain HTTP only with --insecure-http, behind a TLS-terminating reverse proxy it trusts for the address', async () => {
@@ -483,7 +496,7 @@ describe('TLS (SQLite only: behaviour does not depend on the database)', functio
   });
 });
 
-describe('Transfer limits (SQLite only: behaviour does not depend on the database)', function () {
+describe('Transfer limits and trust (SQLite only: behaviour does not depend on the database)', function () {
   this.timeout(120_000);
   let s: Scenario;
   const sockets: RawSocket[] = [];
@@ -501,6 +514,17 @@ describe('Transfer limits (SQLite only: behaviour does not depend on the databas
     for (let i = 0; i < 5; i++) sockets.push((await RawSocket.welcomed(s.server, token)).sock);
     assert.equal(await sockets[0].waitClosed(), CloseCode.REPLACED);
     assert.deepEqual(sockets.slice(1).map((x) => x.isOpen), [true, true, true, true]);
+  });
+
+  it('ignores X-Forwarded-For unless it runs behind a proxy (--insecure-http)', async () => {
+    const { token } = await redeemPairing(s.server, 'direct');
+    const sock = await RawSocket.open(s.server, { 'X-Forwarded-For': '203.0.113.77' });
+    sockets.push(sock);
+    sock.hello(token);
+    await sock.next('welcome');
+    const admin = await AdminClient.login(s.server);
+    const devices = await admin.devices() as Array<{ name: string; address: string | null }>;
+    assert.equal(devices.find((x) => x.name === 'direct')?.address, '127.0.0.1');
   });
 
   it('holds a device to --max-upload and --max-download', async () => {

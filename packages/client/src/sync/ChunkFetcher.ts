@@ -3,10 +3,10 @@ import type { Connection } from '../transport/Connection.js';
 
 /**
  * Bytes of chunks requested or received but not yet written, at most: a
- * long, fast link stays full (12 MiB is 100 ms at 1 Gbit/s) while memory
+ * long, fast link stays full (8 MiB is 100 ms at 670 Mbit/s) while memory
  * stays bounded whatever the file size.
  */
-const WINDOW = 16 * 1024 * 1024;
+const WINDOW = 8 * 1024 * 1024;
 /** Bytes asked for in one get-chunks request. */
 const BATCH = 1024 * 1024;
 

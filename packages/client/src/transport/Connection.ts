@@ -10,10 +10,10 @@ import type { TokenBucket } from './TokenBucket.js';
 
 /**
  * Bytes of chunk uploads sent but not yet acknowledged before `putChunk`
- * waits: enough to fill a long, fast link (100 ms at 1 Gbit/s is 12 MiB),
- * few enough that an interruption costs little.
+ * waits: enough to fill a long, fast link (8 MiB is 100 ms at 670 Mbit/s),
+ * few enough that memory stays low on both sides and an interruption costs little.
  */
-const UPLOAD_WINDOW = 16 * 1024 * 1024;
+const UPLOAD_WINDOW = 8 * 1024 * 1024;
 /** How often the watchdog looks at the link. */
 const WATCHDOG_MS = 2000;
 /** KEEPSYNC_TRACE=1 logs every frame on stderr (chunks with their hash). */

@@ -481,7 +481,7 @@ describe('TLS (SQLite only: behaviour does not depend on the database)', functio
 
     // The proxy's X-Forwarded-For is the device's address, because the option says a proxy is there.
     const admin = await AdminClient.login({ url: proxy.url, adminPassword: server.adminPassword } as TestServer);
-    const devices = await admin.devices() as Array<{ name: string; address: string | null }>;
+    const devices = (await admin.request('GET', '/devices')).body as Array<{ name: string; address: string | null }>;
     assert.equal(devices.find((x) => x.name === 'laptop')?.address, '203.0.113.9');
 
     // Without a trusted certificate a pinless link is refused before anything is sent.
@@ -523,7 +523,7 @@ describe('Transfer limits and trust (SQLite only: behaviour does not depend on t
     sock.hello(token);
     await sock.next('welcome');
     const admin = await AdminClient.login(s.server);
-    const devices = await admin.devices() as Array<{ name: string; address: string | null }>;
+    const devices = (await admin.request('GET', '/devices')).body as Array<{ name: string; address: string | null }>;
     assert.equal(devices.find((x) => x.name === 'direct')?.address, '127.0.0.1');
   });
 

@@ -40,9 +40,11 @@ export class FsContentStore implements ContentStore {
   }
 
   async missing(hashes: readonly string[]): Promise<string[]> {
-    const found = await Promise.all(
-      hashes.map((h) => fs.access(this.fileOf(h)).then(() => true, () => false)),
-    );
+    // A few dozen checks at a time: thousands at once would flood the thread pool that transfers use.
+    const found = new Array<boolean>(hashes.length);
+    await parallel(hashes.map((h, i) => ({ h, i })), FSYNC_PARALLEL, async ({ h, i }) => {
+      found[i] = await fs.access(this.fileOf(h)).then(() => true, () => false);
+    });
     return hashes.filter((_, i) => !found[i]);
   }
 

@@ -18,7 +18,7 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 // ---------------------------------------------------------------- arguments
-const ALL = ['initialSync10k', 'largeFile512MiB', 'editLatency', 'insert1MiB'];
+const ALL = ['initialSync10k', 'largeFile512MiB', 'editLatency', 'insert1MiB', 'network'];
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const keep = argv.includes('--keep');
@@ -609,12 +609,39 @@ async function benchInsert() {
   });
 }
 
+// ---------------------------------------------------------------- 5. over a bad network
+/**
+ * The figures of test/e2e/network.test.ts: a device in a network namespace
+ * behind 40 Mbit/s each way (tc tbf) and a relay adding 50 ms each way;
+ * steady throughput against the bandwidth, chunks sent twice after a cut
+ * link, how long a blackholed link goes unnoticed, rate limits. Needs root
+ * (ip netns); otherwise the figure says why it was skipped.
+ */
+async function benchNetwork() {
+  const mocha = path.join(ROOT, 'node_modules/mocha/bin/mocha.js');
+  const env = { ...process.env };
+  delete env.KEEPSYNC_TEST_DATABASE_URL;
+  const child = spawn(process.execPath, [mocha, '--no-config', '--import=tsx', '--timeout', '300000', 'test/e2e/network.test.ts', '-g', 'Network|Transfer limits'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const code = await new Promise((resolve) => child.on('exit', (c) => resolve(c)));
+  children.delete(child);
+  const skipped = /network tests skipped: (.*)/.exec(out);
+  if (skipped) return { skipped: skipped[1] };
+  const figures = /network figures: (\{.*\})/.exec(out);
+  if (!figures) throw new Error(`network tests printed no figures (exit ${code}): ${out.slice(-3000)}`);
+  return { testsPassed: code === 0, ...JSON.parse(figures[1]) };
+}
+
 // ---------------------------------------------------------------- main
 const BENCHES = {
   initialSync10k: benchInitialSync,
   largeFile512MiB: benchLargeFile,
   editLatency: benchEditLatency,
   insert1MiB: benchInsert,
+  network: benchNetwork,
 };
 
 function targets(out) {
@@ -644,6 +671,11 @@ function targets(out) {
   if (n && !n.error) {
     set('insert1MiBUploadBytes', n.uploadBytes, (v) => v < TARGETS.insert1MiBBytes && n.verified);
     set('insert1MiBDownloadBytes', n.downloadBytes, (v) => v < TARGETS.insert1MiBBytes && n.verified);
+  }
+  const w = out.network;
+  if (w && !w.error && !w.skipped && w.throughput) {
+    t.networkThroughputShare = { target: '>= 0.6 of the bandwidth each way', value: Math.min(w.throughput.upShare, w.throughput.downShare), pass: null };
+    t.networkThroughputShare.pass = t.networkThroughputShare.value >= 0.6;
   }
   for (const k of Object.keys(t)) if (t[k].value === null && t[k].pass === null) delete t[k];
   return t;

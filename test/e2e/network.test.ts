@@ -7,10 +7,11 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { generate } from 'selfsigned';
-import { TestDevice, TestServer, tempDir } from '../helpers/cluster.js';
+import { CloseCode } from '@keepsync/protocol';
+import { TestDevice, TestServer, scenario, tempDir, type Scenario } from '../helpers/cluster.js';
 import { databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { NetNamespace, Relay } from '../helpers/network.js';
-import { AdminClient } from '../helpers/rawDevice.js';
+import { AdminClient, RawSocket, redeemPairing } from '../helpers/rawDevice.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -32,6 +33,12 @@ const fileHash = (file: string) => sha256(fs.readFileSync(file));
 /** Lines of a process's stderr trace that match `re`. */
 const traced = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l));
 
+/** Figures measured by these tests, printed at the end. */
+const figures: Record<string, unknown> = {};
+after(() => {
+  if (Object.keys(figures).length > 0) process.stderr.write(`    network figures: ${JSON.stringify(figures)}\n`);
+});
+
 describe('Network (SQLite only: behaviour does not depend on the database)', function () {
   this.timeout(300_000);
   let ns: NetNamespace | undefined;
@@ -39,7 +46,6 @@ describe('Network (SQLite only: behaviour does not depend on the database)', fun
   let db: TestDatabase;
   let server: TestServer;
   const devices: TestDevice[] = [];
-  const figures: Record<string, unknown> = {};
   const savedTrace = process.env.KEEPSYNC_TRACE;
 
   before(async function () {
@@ -50,33 +56,55 @@ describe('Network (SQLite only: behaviour does not depend on the database)', fun
       this.skip();
     }
     relay = await Relay.listen(ns!.hostAddress, ONE_WAY_MS);
+  });
+
+  beforeEach(async () => {
     // The server traces every chunk it stores, so tests can count the ones received twice.
     process.env.KEEPSYNC_TRACE = '1';
-    db = await databaseKinds()[0].create();
-    server = await new TestServer(db, ['--public-url', `https://${ns!.hostAddress}:${relay.port}`]).start();
+    try {
+      db = await databaseKinds()[0].create();
+      server = await new TestServer(db, ['--public-url', `https://${ns!.hostAddress}:${relay.port}`]).start();
+    } finally {
+      if (savedTrace === undefined) delete process.env.KEEPSYNC_TRACE;
+      else process.env.KEEPSYNC_TRACE = savedTrace;
+    }
     relay.target = Number(new URL(server.url).port);
+    relay.restore();
+  });
+
+  afterEach(async () => {
+    for (const d of devices.splice(0)) await d.cleanup();
+    await server?.cleanup();
   });
 
   after(async () => {
-    if (savedTrace === undefined) delete process.env.KEEPSYNC_TRACE;
-    else process.env.KEEPSYNC_TRACE = savedTrace;
-    for (const d of devices) await d.cleanup();
-    await server?.cleanup();
     await relay?.close();
     ns?.remove();
-    if (Object.keys(figures).length > 0) process.stderr.write(`    network figures: ${JSON.stringify(figures)}\n`);
   });
 
+  /** A device on the host, paired through the server's LAN (here: loopback) address. */
+  async function lanDevice(name: string): Promise<TestDevice> {
+    const d = new TestDevice(name);
+    devices.push(d);
+    const link = new URL(await server.pairingLink());
+    link.host = new URL(server.url).host;
+    const r = await d.pair(link.toString());
+    assert.equal(r.code, 0, r.stderr);
+    return d;
+  }
+
   /** A device inside the namespace, paired through the relay (the server's public address). */
-  async function remoteDevice(name: string): Promise<TestDevice> {
+  async function remoteDevice(name: string, env: NodeJS.ProcessEnv = {}): Promise<TestDevice> {
     const d = new TestDevice(name);
     devices.push(d);
     d.prefix = ns!.prefix;
+    d.env = env;
     const r = await d.pair(await server.pairingLink());
     assert.equal(r.code, 0, r.stderr);
     return d;
   }
 
+  // Counted per test: each test has its own server.
   const storedLines = () => traced(server.proc.stderr, /trace: put-chunk \S+ \d+ stored/).length;
   const againLines = () => traced(server.proc.stderr, /trace: put-chunk \S+ \d+ received again/).length;
 
@@ -86,20 +114,24 @@ describe('Network (SQLite only: behaviour does not depend on the database)', fun
     const content = randomBytes(50 * MiB);
     up.write('big.bin', content);
 
+    const upFrom = relay.counts.up;
     let t = Date.now();
     await up.syncOnce(120_000);
     const upSeconds = (Date.now() - t) / 1000;
+    const downFrom = relay.counts.down;
     t = Date.now();
     await down.syncOnce(120_000);
     const downSeconds = (Date.now() - t) / 1000;
 
     assert.equal(fileHash(down.p('big.bin')), sha256(content));
-    const upShare = content.length / upSeconds / bytesPerSecond;
-    const downShare = content.length / downSeconds / bytesPerSecond;
+    // The link's steady rate during each transfer (process start and hashing left out), and end to end.
+    const upShare = relay.steadyRate('up', upFrom, content.length) / bytesPerSecond;
+    const downShare = relay.steadyRate('down', downFrom, content.length) / bytesPerSecond;
+    const mbit = (seconds: number) => +((content.length * 8) / seconds / 1e6).toFixed(1);
     figures.throughput = {
       bandwidthMbit: MBIT, rttMs: 2 * ONE_WAY_MS, fileMiB: 50,
-      upMbit: +((content.length * 8) / upSeconds / 1e6).toFixed(1), upShare: +upShare.toFixed(2),
-      downMbit: +((content.length * 8) / downSeconds / 1e6).toFixed(1), downShare: +downShare.toFixed(2),
+      upShare: +upShare.toFixed(2), downShare: +downShare.toFixed(2),
+      upEndToEndMbit: mbit(upSeconds), downEndToEndMbit: mbit(downSeconds),
     };
     process.stderr.write(`    throughput: ${JSON.stringify(figures.throughput)}\n`);
     assert.ok(upShare >= 0.6, `upload reached ${(upShare * 100).toFixed(0)}% of ${MBIT} Mbit/s`);
@@ -108,26 +140,24 @@ describe('Network (SQLite only: behaviour does not depend on the database)', fun
 
   it('resumes an upload cut mid-way without the server receiving chunks again', async () => {
     const d = await remoteDevice('upcut');
-    const content = randomBytes(24 * MiB);
+    const content = randomBytes(16 * MiB);
     d.write('cut-up.bin', content);
-    const before = storedLines();
-    const againBefore = againLines();
     const upBefore = relay.counts.up;
     await d.start();
     // Cut once about a third of the chunks are stored.
-    await waitFor('a third of the upload', () => storedLines() - before > 100, 60_000, 50);
+    await waitFor('a third of the upload', () => storedLines() > 80, 60_000, 50);
     relay.cut();
     await new Promise((r) => setTimeout(r, 1500));
     relay.restore();
-    const check = await remoteDevice('upcut-check');
+    const check = await lanDevice('upcut-check');
     await waitFor('the cut upload to complete on the server', async () => {
-      await check.syncOnce(120_000);
+      await check.syncOnce();
       return check.exists('cut-up.bin');
     }, 120_000, 500);
     assert.equal(fileHash(check.p('cut-up.bin')), sha256(content));
-    const again = againLines() - againBefore;
-    const resentMiB = (relay.counts.up - upBefore - content.length) / MiB;
-    figures.uploadCut = { chunksReceivedTwice: again, extraUpMiB: +resentMiB.toFixed(2), reconnected: /reconnecting/.test(d.live!.stderr) };
+    const again = againLines();
+    const extraMiB = (relay.counts.up - upBefore - content.length) / MiB;
+    figures.uploadCut = { fileMiB: 16, chunksStored: storedLines(), chunksReceivedTwice: again, extraBytesUpMiB: +extraMiB.toFixed(2) };
     process.stderr.write(`    upload cut: ${JSON.stringify(figures.uploadCut)}\n`);
     assert.match(d.live!.stderr, /reconnecting/, 'the device should have noticed the cut');
     assert.ok(again <= 4, `${again} chunks reached the server twice`);
@@ -135,14 +165,14 @@ describe('Network (SQLite only: behaviour does not depend on the database)', fun
   });
 
   it('resumes a download cut mid-way, keeping the chunks that arrived, and leaves no temp file', async () => {
-    const src = await remoteDevice('downsrc');
-    const content = randomBytes(24 * MiB);
+    const src = await lanDevice('downsrc');
+    const content = randomBytes(16 * MiB);
     src.write('cut-down.bin', content);
-    await src.syncOnce(120_000);
-    const d = await remoteDevice('downcut');
+    await src.syncOnce();
+    const d = await remoteDevice('downcut', { KEEPSYNC_TRACE: '1' });
     await d.start();
     const received = () => traced(d.live!.stderr, /^< chunk-data /).length;
-    await waitFor('a third of the download', () => received() > 100, 60_000, 50);
+    await waitFor('a third of the download', () => received() > 80, 60_000, 50);
     relay.cut();
     await new Promise((r) => setTimeout(r, 1500));
     relay.restore();
@@ -150,7 +180,7 @@ describe('Network (SQLite only: behaviour does not depend on the database)', fun
     assert.equal(fileHash(d.p('cut-down.bin')), sha256(content));
     const hashes = traced(d.live!.stderr, /^< chunk-data /).map((l) => l.split(' ')[3]);
     const twice = hashes.length - new Set(hashes).size;
-    figures.downloadCut = { chunks: new Set(hashes).size, chunksReceivedTwice: twice };
+    figures.downloadCut = { fileMiB: 16, chunks: new Set(hashes).size, chunksReceivedTwice: twice };
     process.stderr.write(`    download cut: ${JSON.stringify(figures.downloadCut)}\n`);
     assert.match(d.live!.stderr, /reconnecting/, 'the device should have noticed the cut');
     assert.ok(twice <= 4, `${twice} chunks arrived twice`);
@@ -183,12 +213,8 @@ describe('Network (SQLite only: behaviour does not depend on the database)', fun
   });
 
   it('keeps a device paired on the LAN working through the public URL when the LAN address is out of reach', async () => {
-    const d = new TestDevice('roaming');
-    devices.push(d);
-    // Paired at home: the link's address rewritten to the server's LAN (here: loopback) address.
-    const link = new URL(await server.pairingLink());
-    link.host = new URL(server.url).host;
-    assert.equal((await d.pair(link.toString())).code, 0);
+    const d = await lanDevice('roaming');
+    const lan = new URL(server.url).origin;
     d.write('from-home.txt', 'home');
     await d.syncOnce();
     // Away: inside the namespace the loopback address reaches nothing; the public URL does.
@@ -197,8 +223,8 @@ describe('Network (SQLite only: behaviour does not depend on the database)', fun
     await d.syncOnce();
     const pairing = JSON.parse(fs.readFileSync(path.join(d.home, 'pairing.json'), 'utf8')) as { server: string; publicUrl?: string };
     assert.equal(pairing.server, `https://${ns!.hostAddress}:${relay.port}`);
-    assert.equal(pairing.publicUrl, link.origin, 'the LAN address is kept for when the device is back home');
-    const check = await remoteDevice('roaming-check');
+    assert.equal(pairing.publicUrl, lan, 'the LAN address is kept for when the device is back home');
+    const check = await lanDevice('roaming-check');
     await check.syncOnce();
     assert.equal(check.read('from-away.txt'), 'away');
   });
@@ -368,16 +394,16 @@ describe('TLS (SQLite only: behaviour does not depend on the database)', functio
     const laptop = await pairedDevice(server, 'laptop');
     laptop.write('a.txt', 'a');
     await laptop.syncOnce();
-    const impostor = await makeCertificate('keepsync test 2');
-    installCertificate(dir, impostor);
-    await server.restart();
+    const replaced = await makeCertificate('keepsync test 2');
+    installCertificate(dir, replaced);
+    await waitFor('the server to load the other certificate', () => server.proc.stderr.includes(`certificate reloaded: sha256/${fingerprintOf(replaced.cert)}`), 20_000, 100);
     laptop.write('b.txt', 'b');
     const r = await laptop.run(['sync', '--once', '--quiet']);
     assert.equal(r.code, 1);
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0], /certificate changed/);
-    assert.match(lines[0], new RegExp(`now sha256/${fingerprintOf(impostor.cert)}`));
+    assert.match(lines[0], new RegExp(`now sha256/${fingerprintOf(replaced.cert)}`));
     assert.match(lines[0], /keepsync unpair.*keepsync pair/);
     // Re-pinning as the message says brings the device back, its files intact.
     assert.equal((await laptop.run(['unpair'])).code, 0);
@@ -418,6 +444,19 @@ describe('TLS (SQLite only: behaviour does not depend on the database)', functio
     assert.equal(await handshake(port, old), false);
     assert.equal(await handshake(port, { maxVersion: 'TLSv1.2' }), true);
     assert.equal(await handshake(port, { minVersion: 'TLSv1.3' }), true);
+
+    // Devices refuse an old server just the same: nothing gets past the handshake.
+    const oldServer = tls.createServer({ ...pem, maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }, (s) => s.destroy());
+    let secured = 0;
+    oldServer.on('secureConnection', () => secured++);
+    await new Promise<void>((resolve) => oldServer.listen(0, '127.0.0.1', () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => oldServer.close(() => resolve())));
+    const device = later(new TestDevice('cautious'));
+    const link = `https://127.0.0.1:${(oldServer.address() as net.AddressInfo).port}/pair?code=abc&fp=${server.fingerprint}`;
+    const r = await device.pair(link);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot reach the server/);
+    assert.equal(secured, 0);
   });
 
   it('speaks plain HTTP only with --insecure-http, behind a TLS-terminating reverse proxy it trusts for the address', async () => {
@@ -442,7 +481,7 @@ describe('TLS (SQLite only: behaviour does not depend on the database)', functio
 
     // The proxy's X-Forwarded-For is the device's address, because the option says a proxy is there.
     const admin = await AdminClient.login({ url: proxy.url, adminPassword: server.adminPassword } as TestServer);
-    const devices = await admin.devices() as Array<{ name: string; address: string | null }>;
+    const devices = (await admin.request('GET', '/devices')).body as Array<{ name: string; address: string | null }>;
     assert.equal(devices.find((x) => x.name === 'laptop')?.address, '203.0.113.9');
 
     // Without a trusted certificate a pinless link is refused before anything is sent.
@@ -454,5 +493,59 @@ describe('TLS (SQLite only: behaviour does not depend on the database)', functio
     const plain = await stranger.pair(`${server.url}/pair?code=abc`);
     assert.equal(plain.code, 1);
     assert.match(plain.stderr, /plain http/);
+  });
+});
+
+describe('Transfer limits and trust (SQLite only: behaviour does not depend on the database)', function () {
+  this.timeout(120_000);
+  let s: Scenario;
+  const sockets: RawSocket[] = [];
+
+  beforeEach(async () => {
+    s = await scenario(databaseKinds()[0]);
+  });
+  afterEach(async () => {
+    for (const sock of sockets.splice(0)) sock.terminate();
+    await s.cleanup();
+  });
+
+  it('keeps at most 4 connections per device, replacing the oldest', async () => {
+    const { token } = await redeemPairing(s.server, 'many');
+    for (let i = 0; i < 5; i++) sockets.push((await RawSocket.welcomed(s.server, token)).sock);
+    assert.equal(await sockets[0].waitClosed(), CloseCode.REPLACED);
+    assert.deepEqual(sockets.slice(1).map((x) => x.isOpen), [true, true, true, true]);
+  });
+
+  it('ignores X-Forwarded-For unless it runs behind a proxy (--insecure-http)', async () => {
+    const { token } = await redeemPairing(s.server, 'direct');
+    const sock = await RawSocket.open(s.server, { 'X-Forwarded-For': '203.0.113.77' });
+    sockets.push(sock);
+    sock.hello(token);
+    await sock.next('welcome');
+    const admin = await AdminClient.login(s.server);
+    const devices = (await admin.request('GET', '/devices')).body as Array<{ name: string; address: string | null }>;
+    assert.equal(devices.find((x) => x.name === 'direct')?.address, '127.0.0.1');
+  });
+
+  it('holds a device to --max-upload and --max-download', async () => {
+    const up = await s.addDevice('slow-up');
+    const down = await s.addDevice('slow-down');
+    const content = randomBytes(4 * MiB);
+    up.write('limited.bin', content);
+    // A full bucket lets one second's worth through at once; the other 3 MiB take 3 s at 1 MiB/s.
+    let t = Date.now();
+    assert.equal((await up.run(['sync', '--once', '--quiet', '--max-upload', '1M'])).code, 0);
+    const upSeconds = (Date.now() - t) / 1000;
+    t = Date.now();
+    assert.equal((await down.run(['sync', '--once', '--quiet', '--max-download', '1M'])).code, 0);
+    const downSeconds = (Date.now() - t) / 1000;
+    assert.equal(fileHash(down.p('limited.bin')), sha256(content));
+    figures.rateLimit = { limitMiBps: 1, fileMiB: 4, upSeconds, downSeconds };
+    process.stderr.write(`    rate limits: ${JSON.stringify(figures.rateLimit)}\n`);
+    assert.ok(upSeconds >= 2.5 && downSeconds >= 2.5, JSON.stringify(figures.rateLimit));
+    assert.ok(upSeconds < 15 && downSeconds < 15, JSON.stringify(figures.rateLimit));
+    const bad = await up.run(['sync', '--once', '--max-upload', 'fast']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--max-upload must be bytes per second/);
   });
 });

@@ -90,6 +90,8 @@ export class Relay {
   blackhole = false;
   private refusing = false;
   readonly counts = { up: 0, down: 0, connections: 0 };
+  /** When the byte counts grew: [ms since the epoch, bytes so far] per direction. */
+  readonly timeline: Record<'up' | 'down', Array<[number, number]>> = { up: [], down: [] };
   private readonly sockets = new Set<net.Socket>();
   private readonly server: net.Server;
 
@@ -124,7 +126,8 @@ export class Relay {
       s.on('error', () => {});
       s.on('close', (hadError) => {
         this.sockets.delete(s);
-        if (hadError) {
+        // A blackholed link carries no news of a closed connection either.
+        if (hadError && !this.blackhole) {
           client.destroy();
           upstream.destroy();
         }
@@ -148,6 +151,7 @@ export class Relay {
         held -= buf.length;
         if (!this.blackhole && !dst.destroyed) {
           this.counts[dir] += buf.length;
+          this.timeline[dir].push([Date.now(), this.counts[dir]]);
           dst.write(buf);
           if (dst.writableLength >= RELAY_BUFFER) src.pause();
         }
@@ -156,7 +160,22 @@ export class Relay {
     });
     dst.on('drain', resumeIfRoom);
     // The end of the stream travels behind its last bytes.
-    src.on('end', () => setTimeout(() => dst.end(), this.delayMs));
+    src.on('end', () => {
+      if (!this.blackhole) setTimeout(() => dst.end(), this.delayMs);
+    });
+  }
+
+  /**
+   * Bytes per second forwarded `dir` while the count went from `from` + 10% of
+   * `size` to `from` + 90%: the steady rate of a transfer of `size` bytes that
+   * started when the count was `from`, without its start and end.
+   */
+  steadyRate(dir: 'up' | 'down', from: number, size: number): number {
+    const at = (bytes: number) => this.timeline[dir].find(([, b]) => b >= bytes)?.[0];
+    const t1 = at(from + 0.1 * size);
+    const t2 = at(from + 0.9 * size);
+    if (t1 === undefined || t2 === undefined || t2 === t1) return 0;
+    return (0.8 * size * 1000) / (t2 - t1);
   }
 
   /** Closes every connection and refuses new ones until `restore`. */

@@ -3,6 +3,11 @@ import './threadpool.js';
 import { Exit, UsageError, reportFailure, setDebug } from './output.js';
 import { USAGE, commands } from './commands/index.js';
 
+// File I/O, hashing and fsyncs of chunk transfers share libuv's thread pool;
+// four threads (the default) make a large transfer wait on the disk. Read
+// when the pool starts, which is after this line.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 async function main(argv: string[]): Promise<number> {
   setDebug(argv.includes('--debug'));
   const [first, second, ...rest] = argv;

@@ -169,7 +169,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
  */
 async function connect(p: Pairing, index: LocalIndex, limits: { uploadLimit?: TokenBucket; downloadLimit?: TokenBucket }): Promise<Connection> {
   const addresses = [...new Set([p.server, p.publicUrl].filter((a): a is string => !!a))];
-  let first: unknown;
+  let failure: unknown;
   for (const server of addresses) {
     try {
       return await Connection.open({
@@ -177,12 +177,15 @@ async function connect(p: Pairing, index: LocalIndex, limits: { uploadLimit?: To
         platform: `${os.platform()}-${os.arch()}`, ...limits,
       });
     } catch (err) {
-      // Only "cannot reach" moves on to the next address; a refusal by the server is final.
-      if (!(isKeepsyncError(err) && err.code === 'UNAVAILABLE')) throw err;
-      first ??= err;
+      // Another address is tried when this one cannot be reached or is someone else
+      // (a LAN address away from home); a refusal by our server is final.
+      const code = isKeepsyncError(err) ? err.code : '';
+      if (code !== 'UNAVAILABLE' && code !== 'FINGERPRINT_MISMATCH') throw err;
+      // A certificate that does not match says more than an address that did not answer.
+      if (failure === undefined || code === 'FINGERPRINT_MISMATCH') failure = err;
     }
   }
-  throw first;
+  throw failure;
 }
 
 /**

@@ -7,7 +7,9 @@ import { parseRelPath, type RelPath } from './paths.js';
 
 /** Encodes a message as one msgpack frame. */
 export function encodeMessage(msg: ClientMessage | ServerMessage): Uint8Array {
-  return encode(msg, { ignoreUndefined: true });
+  // Sized for the chunk up front: no growing and copying of a large buffer per chunk.
+  const data = (msg as { data?: Uint8Array }).data;
+  return encode(msg, { ignoreUndefined: true, initialBufferSize: data ? data.byteLength + 512 : 2048 });
 }
 
 type Obj = Record<string, unknown>;

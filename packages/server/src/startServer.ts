@@ -94,7 +94,10 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
       const stop = watchCertificate(certOpts, (next) => {
         certificate = next;
         https_.setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.2' });
-        log(`certificate reloaded: sha256/${next.fingerprint}`);
+        // New pairing links (made by `keepsync server pair` too) must carry the new fingerprint.
+        void writeServerState(cfg.dataDir, { url: linkUrl, fingerprint: next.fingerprint })
+          .then(() => log(`certificate reloaded: sha256/${next.fingerprint}`))
+          .catch((err) => log(`certificate reloaded: sha256/${next.fingerprint}, but ${cfg.dataDir}/server.json could not be updated: ${errorMessage(err)}`));
       });
       closers.push(stop);
     }

@@ -184,6 +184,23 @@ export class LocalFolder {
     }
   }
 
+  /**
+   * Opens a file for reading pieces of it with one handle (uploads of large
+   * files). `read` answers undefined when the piece cannot be read whole.
+   */
+  async openRead(localPath: string): Promise<{ read(offset: number, size: number): Promise<Buffer | undefined>; close(): Promise<void> } | undefined> {
+    const fh = await fsp.open(this.abs(localPath), 'r').catch(() => undefined);
+    if (!fh) return undefined;
+    return {
+      read: async (offset, size) => {
+        const buf = Buffer.allocUnsafe(size);
+        const { bytesRead } = await fh.read(buf, 0, size, offset).catch(() => ({ bytesRead: -1 }));
+        return bytesRead === size ? buf : undefined;
+      },
+      close: () => fh.close(),
+    };
+  }
+
   /** Removes `.keepsync-*` leftovers of an interrupted run. */
   async cleanTemps(dirs: Iterable<string>): Promise<void> {
     for (const d of dirs) {

@@ -43,12 +43,30 @@ export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: 
       reads.push({ job, chunk: c });
     }
   }
+  // One open handle per file, closed after its last chunk is read.
+  const left = new Map<UploadJob, number>();
+  for (const r of reads) left.set(r.job, (left.get(r.job) ?? 0) + 1);
+  const files = new Map<UploadJob, ReturnType<LocalFolder['openRead']>>();
+  const readChunk = async (job: UploadJob, c: ChunkRef): Promise<Buffer | undefined> => {
+    let file = files.get(job);
+    if (!file) files.set(job, (file = folder.openRead(job.localPath)));
+    try {
+      return await (await file)?.read(c.offset, c.size);
+    } finally {
+      const n = left.get(job)! - 1;
+      left.set(job, n);
+      if (n === 0) {
+        files.delete(job);
+        await (await file)?.close();
+      }
+    }
+  };
   let ahead = 0;
   let aheadBytes = 0;
   const readAhead = (from: number) => {
     for (let k = from + ahead; k < reads.length && ahead < READ_AHEAD && (ahead === 0 || aheadBytes < READ_AHEAD_BYTES); k++) {
       const r = reads[k];
-      r.data = folder.read(r.job.localPath, r.chunk.offset, r.chunk.size);
+      r.data = readChunk(r.job, r.chunk);
       ahead++;
       aheadBytes += r.chunk.size;
     }

@@ -36,7 +36,7 @@ export function connectPinned(options: tls.ConnectionOptions & { host?: string }
     const cert = socket.getPeerCertificate();
     const actual = fingerprintHex(cert);
     if (fingerprint && actual === fingerprint) return;
-    const host = options.servername ?? options.host ?? '';
+    const host = options.servername || options.host || '';
     if (socket.authorized && tls.checkServerIdentity(host, cert) === undefined) return;
     socket.destroy(mismatchError(fingerprint, actual));
   });

@@ -9,15 +9,15 @@ import type { SyncService } from '../sync/SyncService.js';
 import type { FolderOps } from './FolderOps.js';
 import { Semaphore } from '../sync/Mutex.js';
 
-/** Bytes queued towards a device before the session waits for the socket to drain. */
-const HIGH_WATER = 8 * 1024 * 1024;
+/** Bytes queued towards a device before the session waits for the socket to drain (and stops reading chunks from disk). */
+const HIGH_WATER = 4 * 1024 * 1024;
 /** Chunk uploads stored concurrently per device. */
 const UPLOAD_PARALLEL = 8;
 /**
  * Bytes of received frames not yet handled before the session stops reading
  * from the socket (TCP then slows the device down); it reads again below half.
  */
-const INBOUND_HIGH_WATER = 32 * 1024 * 1024;
+const INBOUND_HIGH_WATER = 24 * 1024 * 1024;
 /** KEEPSYNC_TRACE=1 logs every chunk stored or received again (resume checks in tests). */
 const TRACE = process.env.KEEPSYNC_TRACE === '1';
 

@@ -10,7 +10,7 @@ import { KeepsyncError, errorMessage } from '@keepsync/protocol';
 export interface ServerState {
   /** `https://HOST:PORT` as listening. */
   url: string;
-  /** SHA-256 of the certificate's DER, 64 lowercase hex. */
+  /** SHA-256 of the certificate's DER, 64 lowercase hex; '' over plain HTTP behind a proxy. */
   fingerprint: string;
 }
 
@@ -45,7 +45,7 @@ export async function readServerState(dataDir: string): Promise<ServerState | un
     parsed = undefined;
   }
   const s = parsed as Partial<ServerState> | undefined;
-  if (!s || typeof s.url !== 'string' || typeof s.fingerprint !== 'string' || !/^[0-9a-f]{64}$/.test(s.fingerprint)) {
+  if (!s || typeof s.url !== 'string' || typeof s.fingerprint !== 'string' || !/^([0-9a-f]{64})?$/.test(s.fingerprint)) {
     throw new KeepsyncError('UNAVAILABLE', `${file} is damaged; start "keepsync server" again to rewrite it`);
   }
   return { url: s.url, fingerprint: s.fingerprint };

@@ -7,23 +7,32 @@ import type { ContentStore, StoredChunk } from './ContentStore.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const FSYNC_PARALLEL = 32;
+/** Chunk files whose fsync may be in progress at once. */
+const SYNC_AHEAD = 64;
 
 /**
- * Chunks as files under `DIR/chunks/ab/abcdef…`. A put writes a temporary file
- * and renames it into place, so a chunk file is whole or absent; `flush`
- * fsyncs the files and their directories before the index refers to them.
+/**
+ * Chunks as files under `DIR/chunks/ab/abcdef…`. A put writes a temporary
+ * file; its fsync and the rename into place run in the background,
+ * overlapping the next chunks' transfer, so a chunk file is whole and on disk
+ * or absent. `flush` waits for those and fsyncs the directories before the
+ * index refers to the chunks.
  *
  * A chunk file's modification time is when it was last used: written, or
  * found by `missing` or `put` (which touch it). The collector removes only
  * chunks unused for its grace period, through `deleteUnused`, which also
- * steps aside for any use in progress in this process.
+ * steps aside for any use in progress in this process (a background fsync
+ * and rename count as a use).
  */
 export class FsContentStore implements ContentStore {
   private readonly root: string;
-  private pending = new Set<string>();
+  /** Background fsync-and-rename of new chunks, per hash. */
+  private readonly settling = new Map<string, Promise<void>>();
+  private syncErrors: unknown[] = [];
+  private dirtyDirs = new Set<string>();
   /** Prefix directories made by this process (a rename recreates one that vanished). */
   private readonly dirs = new Set<string>();
-  /** Uses (`missing`, `put`) in progress, per hash. */
+  /** Uses (`missing`, `put`, a background settle) in progress, per hash. */
   private readonly using = new Map<string, number>();
   /** Last use of chunks whose file time could not be set. */
   private readonly usedHere = new Map<string, number>();
@@ -53,9 +62,11 @@ export class FsContentStore implements ContentStore {
 
   async missing(hashes: readonly string[]): Promise<string[]> {
     // A stat that finds nothing is cheap; through the thread pool it would cost a round trip and an exception.
-    const found = await Promise.all(
-      hashes.map((h) => (existsSync(this.fileOf(h)) ? this.use(h, () => this.touch(this.fileOf(h))) : false)),
-    );
+    const found = new Array<boolean>(hashes.length);
+    await parallel(hashes.map((h, i) => ({ h, i })), FSYNC_PARALLEL, async ({ h, i }) => {
+      if (this.settling.has(h)) found[i] = true; // on disk by the next flush
+      else found[i] = existsSync(this.fileOf(h)) && (await this.use(h, () => this.touch(this.fileOf(h))));
+    });
     return hashes.filter((_, i) => !found[i]);
   }
 
@@ -65,24 +76,59 @@ export class FsContentStore implements ContentStore {
     }
     const file = this.fileOf(hash);
     await this.use(hash, async () => {
+      if (this.settling.has(hash)) return;
       if (existsSync(file) && (await this.touch(file))) return;
+      // Bounded: a device that uploads faster than the disk syncs waits here.
+      while (this.settling.size >= SYNC_AHEAD) await Promise.race(this.settling.values());
+      if (this.settling.has(hash)) return;
       const tmp = path.join(this.root, 'tmp', `${hash}.${randomBytes(6).toString('hex')}`);
-      await fs.writeFile(tmp, data);
-      const dir = path.dirname(file);
-      if (!this.dirs.has(dir)) {
-        await fs.mkdir(dir, { recursive: true });
-        this.dirs.add(dir);
+      const fh = await fs.open(tmp, 'wx');
+      try {
+        await fh.writeFile(data);
+      } catch (err) {
+        await fh.close().catch(() => {});
+        await fs.rm(tmp, { force: true });
+        throw err;
       }
-      // Two puts of the same new chunk may race here; the rename keeps one whole file.
-      const existed = existsSync(file);
-      await fs.rename(tmp, file).catch(async (err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-        await fs.mkdir(dir, { recursive: true });
-        await fs.rename(tmp, file);
-      });
-      this.pending.add(file);
-      if (!existed) this.counted(1, data.byteLength);
+      // Started while this use still holds the chunk, so a removal cannot slip in between.
+      const tracked: Promise<void> = this.use(hash, () => this.settle(fh, tmp, file, data.byteLength)).then(
+        () => {
+          this.settling.delete(hash);
+        },
+        (err: unknown) => {
+          this.settling.delete(hash);
+          this.syncErrors.push(err);
+          void fs.rm(tmp, { force: true }).catch(() => {});
+        },
+      );
+      this.settling.set(hash, tracked);
     });
+  }
+
+  /**
+   * fsync, then rename: a chunk file under its hash is always whole on disk,
+   * even after a crash. Runs while more chunks arrive; flush waits for it.
+   */
+  private async settle(fh: fs.FileHandle, tmp: string, file: string, size: number): Promise<void> {
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    const dir = path.dirname(file);
+    if (!this.dirs.has(dir)) {
+      await fs.mkdir(dir, { recursive: true });
+      this.dirs.add(dir);
+    }
+    // Two puts of the same new chunk may race here; the rename keeps one whole file.
+    const existed = existsSync(file);
+    await fs.rename(tmp, file).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      await fs.mkdir(dir, { recursive: true });
+      await fs.rename(tmp, file);
+    });
+    this.dirtyDirs.add(dir);
+    if (!existed) this.counted(1, size);
   }
 
   /** Runs a use of `hash` after any removal of it, visible to `deleteUnused` while it runs. */
@@ -126,11 +172,13 @@ export class FsContentStore implements ContentStore {
   }
 
   async flush(): Promise<void> {
-    if (this.pending.size === 0) return;
-    const files = [...this.pending];
-    this.pending = new Set();
-    const dirs = new Set(files.map((f) => path.dirname(f)));
-    await parallel([...files, ...dirs], FSYNC_PARALLEL, syncPath);
+    await Promise.all([...this.settling.values()]);
+    const errors = this.syncErrors.splice(0);
+    if (errors.length > 0) throw errors[0];
+    if (this.dirtyDirs.size === 0) return;
+    const dirs = [...this.dirtyDirs];
+    this.dirtyDirs = new Set();
+    await parallel(dirs, FSYNC_PARALLEL, syncPath);
   }
 
   async get(hash: string): Promise<Uint8Array | undefined> {

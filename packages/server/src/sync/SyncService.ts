@@ -76,8 +76,9 @@ export class SyncService extends EventEmitter<SyncServiceEvents> {
       return out;
     }, async () => {
       if (!stillAllowed()) throw new KeepsyncError('TOKEN_REVOKED', 'this device was removed');
-      await this.checkChunks(ops, (id) => this.meta.version(id));
+      // Durable first (chunks still syncing show as missing until then), then checked.
       await this.content.flush();
+      await this.checkChunks(ops, (id) => this.meta.version(id));
     });
   }
 

@@ -76,9 +76,10 @@ export class WsGateway {
   private accept(ws: WebSocket, req: IncomingMessage): void {
     this.unauthenticated++;
     this.alive.set(ws, true);
-    // Any frame from the device shows the link is alive, not only pongs (a busy upload may delay them).
+    // Any byte from the device shows the link is alive, not only pongs: a pong
+    // waits behind a large chunk that a slow line takes minutes to carry.
     ws.on('pong', () => this.alive.set(ws, true));
-    ws.on('message', () => this.alive.set(ws, true));
+    req.socket.on('data', () => this.alive.set(ws, true));
     ws.on('error', () => {});
     let settled = false;
     const settle = () => {

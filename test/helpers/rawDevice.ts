@@ -17,8 +17,8 @@ export interface HttpAnswer {
   body: any;
 }
 
-/** One HTTPS request with an optional JSON body; answers status, headers and the parsed body. */
-export function httpsJson(url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+/** One HTTPS request with an optional JSON body; answers status, headers and the raw bytes of the answer. */
+export function httpsRaw(url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer & { body: Buffer }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const req = https.request(url, {
@@ -28,21 +28,25 @@ export function httpsJson(url: string, method: string, body?: unknown, headers: 
       const parts: Buffer[] = [];
       res.on('data', (d: Buffer) => parts.push(d));
       res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(parts).toString('utf8');
-        let parsed: unknown = text;
-        try {
-          parsed = text ? JSON.parse(text) : undefined;
-        } catch {
-          // not JSON: keep the text
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed });
-      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
     });
     req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within 15 s`)));
     req.on('error', reject);
     req.end(payload);
   });
+}
+
+/** One HTTPS request with an optional JSON body; answers status, headers and the parsed body. */
+export async function httpsJson(url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  const r = await httpsRaw(url, method, body, headers);
+  const text = r.body.toString('utf8');
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    // not JSON: keep the text
+  }
+  return { ...r, body: parsed };
 }
 
 /** A logged-in admin session on a test server (cookie + CSRF token). */
@@ -60,6 +64,11 @@ export class AdminClient {
 
   request(method: string, apiPath: string, body?: unknown): Promise<HttpAnswer> {
     return httpsJson(`${this.base}/api/v1${apiPath}`, method, body, { cookie: this.cookie, 'x-csrf-token': this.csrf });
+  }
+
+  /** A request whose answer is kept as raw bytes (a download). */
+  requestRaw(method: string, apiPath: string, body?: unknown): Promise<HttpAnswer & { body: Buffer }> {
+    return httpsRaw(`${this.base}/api/v1${apiPath}`, method, body, { cookie: this.cookie, 'x-csrf-token': this.csrf });
   }
 
   async devices(): Promise<Array<{ id: number; name: string; online: boolean }>> {

@@ -5,3 +5,4 @@ export { LocalIndex } from './index/LocalIndex.js';
 export { plan, type Action, type PathStates } from './sync/planner.js';
 export { Connection } from './transport/Connection.js';
 export { pinnedJson } from './transport/pinnedTls.js';
+export { ServerFolder, type RestoreAnswer } from './ServerFolder.js';

@@ -68,6 +68,7 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
       db, devices, admin, settings, presence: sessions, version: KEEPSYNC_VERSION, clock, log, behindProxy: cfg.insecureHttp,
       certificate: () => certificate ?? { cert: '', key: '', fingerprint: '', subject: '', validFrom: '', validTo: '', selfSigned: false },
       serverUrl: () => linkUrl,
+      folders: { meta, content, restorer },
     });
     const server = certificate
       ? https.createServer({ cert: certificate.cert, key: certificate.key, minVersion: 'TLSv1.2' }, app)

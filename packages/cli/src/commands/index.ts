@@ -11,6 +11,10 @@ export const commands: Record<string, Command> = {
   sync: lazy(() => import('./sync.js')),
   status: lazy(() => import('./status.js')),
   unpair: lazy(() => import('./unpair.js')),
+  versions: lazy(() => import('./versions.js')),
+  restore: lazy(() => import('./restore.js')),
+  trash: lazy(() => import('./trash.js')),
+  'trash restore': lazy(() => import('./trashRestore.js')),
 };
 
 export const USAGE = `Usage: keepsync <command> [options]
@@ -29,6 +33,11 @@ Device
                                    pair this device and bind DIR to a server folder
   sync [--once]                    sync continuously (or until both sides agree)
   status [--json]                  server, folder, connection, pending counts
+  versions PATH [--json]           the server's versions of a file, newest first, with ids
+  restore PATH [--version ID]      make a version current again on every device
+                                   (without --version: the one before the current)
+  trash [--json]                   deleted files and folders in the server's trash
+  trash restore PATH               bring a deleted file or whole folder back everywhere
   unpair                           forget the pairing; local files stay
 
 Every device command takes --home DIR (default: your config dir + /keepsync).

@@ -3,6 +3,8 @@ import { KeepsyncError } from '@keepsync/protocol';
 import { activityRoutes } from './api/activity.js';
 import { certificateRoutes } from './api/certificate.js';
 import { deviceRoutes } from './api/devices.js';
+import { fileRoutes } from './api/files.js';
+import { trashRoutes } from './api/trash.js';
 import { sessionRoutes } from './api/session.js';
 import { settingsRoutes } from './api/settings.js';
 import { statusRoutes } from './api/status.js';
@@ -12,7 +14,7 @@ import { adminPageRoutes } from './adminPage.js';
 import { pageRoutes } from './pages.js';
 import { noStore, sameOrigin, securityHeaders } from './security.js';
 
-export type { AppDeps, Presence } from './deps.js';
+export type { AppDeps, FolderDeps, Presence } from './deps.js';
 
 /** Largest JSON body the API accepts. */
 export const MAX_JSON_BODY = 64 * 1024;
@@ -40,6 +42,8 @@ export function createApp(deps: AppDeps): express.Express {
   api.use(deviceRoutes(deps));
   api.use(statusRoutes(deps));
   api.use(settingsRoutes(deps));
+  api.use(fileRoutes(deps));
+  api.use(trashRoutes(deps));
   api.use(activityRoutes(deps));
   api.use(certificateRoutes(deps));
   api.use((req) => {

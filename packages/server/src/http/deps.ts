@@ -2,6 +2,9 @@ import type { Knex } from 'knex';
 import type { AdminAuth } from '../auth/AdminAuth.js';
 import type { DeviceRegistry } from '../auth/DeviceRegistry.js';
 import type { Settings } from '../settings/Settings.js';
+import type { ContentStore } from '../storage/ContentStore.js';
+import type { MetadataStore } from '../sync/MetadataStore.js';
+import type { Restorer } from '../sync/Restorer.js';
 import type { ServerCertificate } from '../tls/certificates.js';
 
 /**
@@ -15,6 +18,13 @@ export interface Presence {
   disconnect(deviceId: number): void;
   /** How many devices are connected now. */
   online(): number;
+}
+
+/** The folder index, content and restores, for browsing files, versions and the trash. */
+export interface FolderDeps {
+  meta: MetadataStore;
+  content: ContentStore;
+  restorer: Restorer;
 }
 
 /** Everything the HTTP app needs; startServer.ts builds it. */
@@ -37,4 +47,6 @@ export interface AppDeps {
   behindProxy?: boolean;
   /** Where unexpected errors are reported; default console.error. */
   log?: (message: string) => void;
+  /** Files, versions and trash of the sync folders. */
+  folders: FolderDeps;
 }

@@ -171,7 +171,7 @@ export class DeviceSession {
       await this.send({ type: 'pushed', id: m.id, results });
     },
     versions: async (m) => {
-      const versions = await this.sync.versions(this.folder, m.path);
+      const versions = await this.folderOps.versions(this.folder, m.path);
       await this.send({ type: 'versions-list', id: m.id, versions });
     },
     restore: async (m) => {

@@ -172,6 +172,57 @@ class KnexTx implements MetadataTx {
   async activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void> {
     await this.db('activity').insert({ kind, message, device_id: deviceId, folder_id: folderId, at });
   }
+
+  async trashedUnder(folderId: number, dir: RelPath, deviceId: number | null, since: number): Promise<TrashItemRecord[]> {
+    const [lo, hi] = subtreeRange(dir);
+    const q = this.db('trash_items')
+      .where({ folder_id: folderId, state: 'trashed' })
+      .andWhere('path', '>=', lo)
+      .andWhere('path', '<', hi)
+      .andWhere('deleted_at', '>=', since);
+    if (deviceId === null) q.whereNull('device_id');
+    else q.andWhere('device_id', deviceId);
+    return (await q.orderBy('id')).map(toTrashItem);
+  }
+
+  async mergeTrashItems(into: number, from: readonly TrashItemRecord[]): Promise<void> {
+    if (from.length === 0) return;
+    const size = from.reduce((n, i) => n + i.size, 0);
+    const files = from.reduce((n, i) => n + i.files, 0);
+    for (const batch of chunked(from.map((i) => i.id), IN_BATCH)) {
+      await this.db('trash_entries').whereIn('trash_item_id', batch).update({ trash_item_id: into });
+      await this.db('trash_items').whereIn('id', batch).del();
+    }
+    await this.db('trash_items')
+      .where({ id: into })
+      .update({ size: this.db.raw('size + ?', [size]), files: this.db.raw('files + ?', [files]) });
+  }
+
+  async purgeTrashItem(id: number): Promise<boolean> {
+    const item = await this.db('trash_items').where({ id, state: 'trashed' }).first();
+    if (!item) return false;
+    // Each deleted file's content and the history before it, wherever a later move put it.
+    const files: Row[] = await this.db('trash_entries as t')
+      .join('versions as v', 'v.id', 't.version_id')
+      .where('t.trash_item_id', id)
+      .select('v.path', 'v.id');
+    const candidates: number[] = [];
+    for (const f of files) {
+      const rows = await this.db('versions').where({ folder_id: item.folder_id, path: f.path }).andWhere('id', '<=', f.id).select('id');
+      for (const r of rows) candidates.push(r.id);
+    }
+    await this.db('trash_entries').where({ trash_item_id: id }).del();
+    await this.db('trash_items').where({ id }).update({ state: 'purged', size: 0, files: 0 });
+    // A version that a live entry or another trash item still points at stays.
+    for (const batch of chunked([...new Set(candidates)], IN_BATCH)) {
+      await this.db('versions')
+        .whereIn('id', batch)
+        .whereNotIn('id', this.db('entries').where({ folder_id: item.folder_id, deleted: false }).select('version_id'))
+        .whereNotIn('id', this.db('trash_entries').select('version_id'))
+        .del();
+    }
+    return true;
+  }
 }
 
 /** MetadataStore on knex: SQLite (better-sqlite3) or PostgreSQL. */
@@ -262,5 +313,17 @@ export class KnexMetadataStore implements MetadataStore {
 
   async activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void> {
     await this.db('activity').insert({ kind, message, device_id: deviceId, folder_id: folderId, at });
+  }
+
+  async liveChildren(folderId: number, dir: RelPath | undefined): Promise<EntryRecord[]> {
+    const q = this.db('entries').where({ folder_id: folderId, deleted: false });
+    const find = this.pg ? 'strpos' : 'instr';
+    if (dir) {
+      const [lo, hi] = subtreeRange(dir);
+      q.andWhere('path', '>=', lo).andWhere('path', '<', hi).andWhereRaw(`${find}(substr(path, ?), '/') = 0`, [[...lo].length + 1]);
+    } else {
+      q.andWhereRaw(`${find}(path, '/') = 0`);
+    }
+    return (await q.orderBy('path')).map(toEntry);
   }
 }

@@ -26,6 +26,8 @@ export interface MetadataStore {
   trashItem(id: number): Promise<TrashItemRecord | undefined>;
   trashEntries(itemId: number): Promise<TrashEntryRecord[]>;
   activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void>;
+  /** Live entries directly in `dir` (the folder's top level when dir is undefined), by path. */
+  liveChildren(folderId: number, dir: RelPath | undefined): Promise<EntryRecord[]>;
 }
 
 /** Reads and writes inside one transaction. */
@@ -46,4 +48,19 @@ export interface MetadataTx {
   insertTrashItem(item: Omit<TrashItemRecord, 'id'>, entries: Omit<TrashEntryRecord, 'trashItemId'>[]): Promise<number>;
   setTrashState(id: number, state: TrashItemRecord['state']): Promise<void>;
   activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void>;
+  /** Trash items still in the trash strictly under `dir`, deleted by `deviceId` at or after `since`. */
+  trashedUnder(folderId: number, dir: RelPath, deviceId: number | null, since: number): Promise<TrashItemRecord[]>;
+  /**
+   * Folds the items `from` into `into`: their files and folders join it,
+   * their sizes and file counts add up, and the `from` rows are gone.
+   */
+  mergeTrashItems(into: number, from: readonly TrashItemRecord[]): Promise<void>;
+  /**
+   * Purges a trash item for good: the versions only it still keeps (the
+   * deleted files' content and earlier history, unless a live entry or
+   * another trash item needs them) and its entry list are deleted, and the
+   * item becomes `purged`. Their chunks are then garbage for the collector.
+   * Answers false, changing nothing, when the item is not in the trash.
+   */
+  purgeTrashItem(id: number): Promise<boolean>;
 }

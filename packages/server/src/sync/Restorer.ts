@@ -1,7 +1,7 @@
-import { KeepsyncError, type RelPath, type TrashInfo } from '@keepsync/protocol';
+import { KeepsyncError, isWithin, type RelPath, type TrashInfo, type VersionInfo } from '@keepsync/protocol';
 import type { FolderOps } from '../sessions/FolderOps.js';
 import type { MetadataStore } from './MetadataStore.js';
-import type { Folder } from './model.js';
+import type { Folder, TrashEntryRecord, TrashItemRecord } from './model.js';
 import type { SyncService } from './SyncService.js';
 
 /** Who asks for a restore: a device, or the admin (id null). */
@@ -10,26 +10,48 @@ export interface Actor {
   name: string;
 }
 
+/** The admin acting through the API. */
+export const ADMIN: Actor = { id: null, name: 'admin' };
+
+/** What a restore did, for the user. */
+export interface RestoreResult {
+  message: string;
+  /** Where the restored file or folder is now (beside its place when that was taken). */
+  path: RelPath;
+}
+
 /**
  * Versions and trash, for devices and the admin API: list, restore as the
- * current content (on every device, through the changes feed), purge.
+ * current content (on every device, through the changes feed), purge. Every
+ * change runs under the folder's lock, and the trash item is read again
+ * under it, so a restore and a purge of the same item cannot both happen.
  */
 export class Restorer implements FolderOps {
   constructor(private readonly meta: MetadataStore, private readonly sync: SyncService) {}
 
-  async restoreVersion(folder: Folder, path: RelPath, versionId: number, actor: Actor): Promise<{ message: string; path: string }> {
+  /** Versions of a file, newest first; NOT_FOUND when the folder never had that file. */
+  async versions(folder: Folder, path: RelPath): Promise<VersionInfo[]> {
+    const versions = await this.sync.versions(folder, path);
+    if (versions.length === 0) throw new KeepsyncError('NOT_FOUND', `${path} has no versions on the server; check the path (it is relative to the synced folder)`);
+    return versions;
+  }
+
+  /** Makes version `versionId` of `path` current again; 0 means the one before the current content. */
+  async restoreVersion(folder: Folder, path: RelPath, versionId: number, actor: Actor): Promise<RestoreResult> {
     let id = versionId;
-    if (id === 0) {
-      const versions = await this.sync.versions(folder, path);
-      const previous = versions.find((v) => !v.current);
-      if (!previous) throw new KeepsyncError('NOT_FOUND', `${path} has no earlier version to restore`);
-      id = previous.id;
-    } else {
+    const r = await this.sync.mutate(folder, actor, (a) => a.restoreVersion(path, id), async () => {
+      if (id === 0) {
+        const versions = await this.sync.versions(folder, path);
+        const previous = versions.find((v) => !v.current);
+        if (!previous) throw new KeepsyncError('NOT_FOUND', `${path} has no earlier version to restore; see "keepsync versions ${path}"`);
+        id = previous.id;
+        return;
+      }
       const v = await this.meta.version(id);
       if (!v || v.folderId !== folder.id || v.path !== path) throw new KeepsyncError('NOT_FOUND', `${path} has no version ${id}; see "keepsync versions ${path}"`);
-    }
-    const r = await this.sync.mutate(folder, actor, (a) => a.restoreVersion(path, id));
-    return { message: `restored version ${id} of ${path}${r.path !== path ? ` as ${r.path}` : ''}`, path: r.path };
+    });
+    if (r.version === id) return { message: `version ${id} of ${path} is already the current one`, path: r.path };
+    return { message: `restored version ${id} of ${path}${r.path !== path ? ` as ${r.path}, beside the folder ${path} that is there now` : ''}`, path: r.path };
   }
 
   async trash(folder: Folder): Promise<TrashInfo[]> {
@@ -44,17 +66,44 @@ export class Restorer implements FolderOps {
     }));
   }
 
-  async restoreTrashItem(folder: Folder, itemId: number, actor: Actor): Promise<{ message: string; path: string }> {
-    const item = await this.meta.trashItem(itemId);
-    if (!item || item.folderId !== folder.id || item.state !== 'trashed') throw new KeepsyncError('NOT_FOUND', `trash item ${itemId} is not in the trash of ${folder.name}`);
-    const entries = await this.meta.trashEntries(item.id);
-    const root = await this.sync.mutate(folder, actor, (a) => a.restoreTrash(item, entries));
-    return { message: `restored ${root}${root !== item.path ? ` (its place ${item.path} was taken)` : ''}`, path: root };
+  /** Brings a trash item back whole; NOT_FOUND when it is not in this folder's trash. */
+  async restoreTrashItem(folder: Folder, itemId: number, actor: Actor): Promise<RestoreResult> {
+    let item: TrashItemRecord | undefined;
+    let entries: TrashEntryRecord[] = [];
+    const root = await this.sync.mutate(folder, actor, (a) => a.restoreTrash(item!, entries), async () => {
+      item = await this.trashed(folder, itemId);
+      entries = await this.meta.trashEntries(item.id);
+    });
+    const what = item!.kind === 'dir' ? `the folder ${item!.path}` : item!.path;
+    if (root === item!.path) return { message: `restored ${what}`, path: root };
+    return { message: `restored ${what} as ${root}, beside the ${item!.path} that is there now`, path: root };
   }
 
-  async restoreTrashPath(folder: Folder, path: RelPath, actor: Actor): Promise<{ message: string; path: string }> {
-    const item = (await this.meta.trashItems(folder.id)).find((i) => i.path === path);
-    if (!item) throw new KeepsyncError('NOT_FOUND', `${path} is not in the trash; see "keepsync trash"`);
+  /** Restores the newest trash item deleted at `path`. */
+  async restoreTrashPath(folder: Folder, path: RelPath, actor: Actor): Promise<RestoreResult> {
+    const items = await this.meta.trashItems(folder.id);
+    const item = items.find((i) => i.path === path);
+    if (!item) {
+      const holder = items.find((i) => i.kind === 'dir' && isWithin(path, i.path));
+      if (holder) throw new KeepsyncError('NOT_FOUND', `${path} was deleted with the folder ${holder.path}; restore it with "keepsync trash restore ${holder.path}"`);
+      throw new KeepsyncError('NOT_FOUND', `${path} is not in the trash; see "keepsync trash"`);
+    }
     return this.restoreTrashItem(folder, item.id, actor);
+  }
+
+  /** Purges a trash item for good; NOT_FOUND when it is not in this folder's trash. */
+  async purgeTrashItem(folder: Folder, itemId: number, actor: Actor): Promise<void> {
+    let item: TrashItemRecord | undefined;
+    await this.sync.mutate(folder, actor, (a) => a.purgeTrash(item!), async () => {
+      item = await this.trashed(folder, itemId);
+    });
+  }
+
+  private async trashed(folder: Folder, itemId: number): Promise<TrashItemRecord> {
+    const item = await this.meta.trashItem(itemId);
+    if (!item || item.folderId !== folder.id || item.state !== 'trashed') {
+      throw new KeepsyncError('NOT_FOUND', `trash item ${itemId} is not in the trash of ${folder.name}; it may have been restored or purged`);
+    }
+    return item;
   }
 }

@@ -5,6 +5,12 @@ import {
 import type { MetadataTx } from './MetadataStore.js';
 import type { EntryRecord, Folder, TrashEntryRecord, TrashItemRecord } from './model.js';
 
+/**
+ * Deletes inside a folder that the same device made this long before
+ * deleting the folder itself join the folder's trash item.
+ */
+export const DELETE_BURST_MS = 2 * 60_000;
+
 /** Who pushes, and when (the clock decides conflict names). */
 export interface PushContext {
   folder: Folder;
@@ -190,6 +196,7 @@ export class PushApplier {
       { folderId: this.ctx.folder.id, path, kind: 'file', size: cur.size, files: 1, deletedAt: this.ctx.now, deviceId: this.ctx.deviceId, state: 'trashed' },
       [{ path, kind: 'file', versionId: cur.versionId }],
     );
+    await this.tx.activity('delete', `${this.ctx.deviceName} deleted ${path}; it is in the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
     return { status: 'ok', version: 0, seq: this.seq };
   }
 
@@ -209,7 +216,7 @@ export class PushApplier {
     for (const e of gone) this.tombstone(e);
     if (!keep.has(path)) this.tombstone(cur);
     const files = gone.filter((e) => e.kind === 'file');
-    await this.tx.insertTrashItem(
+    const itemId = await this.tx.insertTrashItem(
       {
         folderId: this.ctx.folder.id, path, kind: 'dir', size: files.reduce((n, e) => n + e.size, 0), files: files.length,
         deletedAt: this.ctx.now, deviceId: this.ctx.deviceId, state: 'trashed',
@@ -219,6 +226,12 @@ export class PushApplier {
         ...gone.map((e) => ({ path: e.path, kind: e.kind, versionId: e.versionId })),
       ],
     );
+    // What this device deleted inside the folder just before (a watcher reports
+    // files before their folder) belongs to the folder's one trash item.
+    const earlier = await this.tx.trashedUnder(this.ctx.folder.id, path, this.ctx.deviceId, this.ctx.now - DELETE_BURST_MS);
+    await this.tx.mergeTrashItems(itemId, earlier);
+    const count = files.length + earlier.reduce((n, i) => n + i.files, 0);
+    await this.tx.activity('delete', `${this.ctx.deviceName} deleted the folder ${path} (${count} ${count === 1 ? 'file' : 'files'}); it is in the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
     return { status: 'ok', version: 0, seq: this.seq };
   }
 
@@ -293,6 +306,8 @@ export class PushApplier {
     if (item.state !== 'trashed') throw new KeepsyncError('NOT_FOUND', 'that trash item was already restored or purged');
     const root = (await this.live(item.path)) ? await this.freeRestoredPath(item.path, item.kind === 'dir') : item.path;
     await this.ensureParents(root);
+    // One query for what is at the new place now, instead of one per restored path.
+    if (item.kind === 'dir') for (const e of await this.tx.entriesUnder(this.ctx.folder.id, root)) this.cached(e);
     for (const e of [...entries].sort((a, b) => (a.path < b.path ? -1 : 1))) {
       const target = rebase(e.path, item.path, root);
       if (e.kind === 'dir') {
@@ -313,6 +328,12 @@ export class PushApplier {
     await this.tx.setTrashState(item.id, 'restored');
     await this.tx.activity('restore', `${this.ctx.deviceName} restored ${root} from the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
     return root;
+  }
+
+  /** Purges a trash item for good; NOT_FOUND when it is no longer in the trash. */
+  async purgeTrash(item: TrashItemRecord): Promise<void> {
+    if (!(await this.tx.purgeTrashItem(item.id))) throw new KeepsyncError('NOT_FOUND', `trash item ${item.id} was already restored or purged`);
+    await this.tx.activity('purge', `${this.ctx.deviceName} purged ${item.path} from the trash for good`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
   }
 
   private async freeRestoredPath(path: RelPath, isDir: boolean): Promise<RelPath> {

@@ -33,7 +33,9 @@ function needChromium(this: Mocha.Context): void {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
 }
 
-function screenshot(page: Page, name: string): Promise<Buffer> {
+async function screenshot(page: Page, name: string): Promise<Buffer> {
+  // A passing toast would cover part of the page in a full-page shot.
+  await page.evaluate(() => document.getElementById('toast')?.setAttribute('hidden', ''));
   return page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
 

@@ -218,7 +218,7 @@ describe('Admin page', function () {
       await page.locator('#cert-fingerprint').filter({ hasText: s.server.fingerprint }).waitFor();
       assert.equal(await page.locator('#set-keep').inputValue(), '32');
       await page.locator('#activity li').filter({ hasText: 'paired' }).first().waitFor();
-      assert.match((await page.locator('#storage').textContent()) ?? '', /Folder Sync/);
+      assert.match((await page.locator('#storage').textContent()) ?? '', /Current files.*in \d+ files?.*Earlier versions.*Used on disk/);
       await page.fill('#set-url', 'https://mynas.example.org:8443');
       await page.click('#settings-save');
       await page.getByText('Settings saved.').waitFor();

@@ -15,6 +15,10 @@ export interface ServerConfig {
   insecureHttp?: boolean;
   log?: (line: string) => void;
   clock?: () => number;
+  /** How long an unreferenced chunk survives its last use before the collector may remove it (default one day). */
+  gcGraceMs?: number;
+  /** How often retention and chunk collection run (default hourly, and once at start). */
+  maintenanceIntervalMs?: number;
 }
 
 /** Fills defaults from the environment, as the SPEC's table gives them. */
@@ -33,5 +37,7 @@ export function resolveConfig(opts: Partial<ServerConfig>, env: NodeJS.ProcessEn
     insecureHttp: opts.insecureHttp ?? false,
     log: opts.log,
     clock: opts.clock,
+    gcGraceMs: opts.gcGraceMs,
+    maintenanceIntervalMs: opts.maintenanceIntervalMs,
   };
 }

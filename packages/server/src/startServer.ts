@@ -8,6 +8,8 @@ import { resolveConfig, type ServerConfig } from './config.js';
 import { openDatabase } from './storage/db.js';
 import { FsContentStore } from './storage/FsContentStore.js';
 import { KnexMetadataStore } from './storage/KnexMetadataStore.js';
+import { KnexMaintenanceStore } from './storage/KnexMaintenanceStore.js';
+import { Maintenance } from './maintenance/Maintenance.js';
 import { SyncService } from './sync/SyncService.js';
 import { Restorer } from './sync/Restorer.js';
 import { SessionRegistry } from './sessions/SessionRegistry.js';
@@ -30,6 +32,8 @@ export interface RunningServer {
   /** Set on the first start when the admin password was generated. */
   adminPassword?: string;
   sessions: SessionRegistry;
+  /** Retention and chunk collection: `run()` applies them now. */
+  maintenance: Maintenance;
   close(): Promise<void>;
 }
 
@@ -58,6 +62,9 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
     const settings = new Settings(db);
     const adminPassword = await admin.ensurePassword(cfg.adminPassword);
     if (cfg.publicUrl) await settings.update({ publicUrl: cfg.publicUrl });
+    const maintenance = new Maintenance({
+      store: new KnexMaintenanceStore(db), content, settings, clock, log, graceMs: cfg.gcGraceMs, intervalMs: cfg.maintenanceIntervalMs,
+    });
 
     const certOpts = { certsDir: cfg.certsDir, certFile: cfg.certFile, keyFile: cfg.keyFile, hostnames: publicHost(cfg.publicUrl) };
     let certificate: ServerCertificate | undefined = cfg.insecureHttp ? undefined : await loadCertificate(certOpts);
@@ -69,6 +76,8 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
       certificate: () => certificate ?? { cert: '', key: '', fingerprint: '', subject: '', validFrom: '', validTo: '', selfSigned: false },
       serverUrl: () => linkUrl,
       folders: { meta, content, restorer },
+      storage: () => maintenance.figures(),
+      retentionChanged: () => void maintenance.run().catch(() => {}),
     });
     const server = certificate
       ? https.createServer({ cert: certificate.cert, key: certificate.key, minVersion: 'TLSv1.2' }, app)
@@ -103,9 +112,11 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
         }),
       () => sessions.closeAll(),
       () => gateway.close(),
+      () => maintenance.stop(),
     );
+    maintenance.start();
     return {
-      url, linkUrl, port, fingerprint: certificate?.fingerprint ?? '', adminPassword, sessions,
+      url, linkUrl, port, fingerprint: certificate?.fingerprint ?? '', adminPassword, sessions, maintenance,
       close: async () => {
         for (const c of closers.reverse().splice(0)) {
           try {

@@ -7,6 +7,7 @@ export const commands: Record<string, Command> = {
   server: lazy(() => import('./server.js')),
   'server pair': lazy(() => import('./serverPair.js')),
   'server reset-password': lazy(() => import('./serverResetPassword.js')),
+  'server verify': lazy(() => import('./serverVerify.js')),
   pair: lazy(() => import('./pair.js')),
   sync: lazy(() => import('./sync.js')),
   status: lazy(() => import('./status.js')),
@@ -27,6 +28,9 @@ NAS server
                                    print a single-use pairing link (15 minutes)
   server reset-password [--data DIR | --database-url URL]
                                    set and print a new admin password
+  server verify [--data DIR | --database-url URL]
+                                   check that every stored chunk the index needs is
+                                   present and intact (exit 1 and a list if not)
 
 Device
   pair LINK --dir DIR [--name NAME] [--folder NAME]

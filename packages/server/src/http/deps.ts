@@ -45,6 +45,10 @@ export interface AppDeps {
    * reverse proxy (explicit opt-in): then X-Forwarded-* headers are trusted.
    */
   behindProxy?: boolean;
+  /** Storage figures for GET /status (bytes of current files, versions, trash, and on disk). */
+  storage?: () => Promise<object>;
+  /** Called after the settings changed, so that retention applies them without waiting. */
+  retentionChanged?: () => void;
   /** Where unexpected errors are reported; default console.error. */
   log?: (message: string) => void;
   /** Files, versions and trash of the sync folders. */

@@ -17,7 +17,9 @@ export function settingsRoutes(deps: AppDeps): Router {
     const before = await deps.settings.get();
     // Keeping less history deletes it for good later: ask for the password again.
     if (lowersRetention(before, applyUpdate(before, change))) requireRecentLogin(deps.admin, res);
-    res.json(await deps.settings.update(change));
+    const after = await deps.settings.update(change);
+    deps.retentionChanged?.();
+    res.json(after);
   });
 
   return router;

@@ -21,7 +21,9 @@ export function statusRoutes(deps: AppDeps): Router {
   const auth = requireSession(deps.admin);
 
   router.get('/status', auth, async (_req, res) => {
-    const [folders, devices, settings] = await Promise.all([folderTotals(deps.db), deps.devices.list(), deps.settings.get()]);
+    const [folders, devices, settings, storage] = await Promise.all([
+      folderTotals(deps.db), deps.devices.list(), deps.settings.get(), deps.storage?.(),
+    ]);
     res.json({
       version: deps.version,
       fingerprint: deps.certificate().fingerprint,
@@ -29,8 +31,7 @@ export function statusRoutes(deps: AppDeps): Router {
       folders: folders.length,
       devices: devices.length,
       online: deps.presence.online(),
-      // An object so that version and trash figures can join it.
-      storage: { currentBytes: folders.reduce((sum, f) => sum + f.bytes, 0) },
+      storage: storage ?? { currentBytes: folders.reduce((sum, f) => sum + f.bytes, 0) },
     });
   });
 

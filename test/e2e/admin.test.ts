@@ -66,10 +66,11 @@ describe('Admin page', function () {
     /** The Files tab's row for a path, by its exact data-path. */
     const fileRow = (p: string): Locator => page.locator('#files-table tbody tr').and(page.locator(`[data-path="${p.replace(/"/g, '\\"')}"]`));
     /** Reopens a tab until `ready` shows (tabs other than Devices load on opening). */
-    const reopenUntil = async (name: string, ready: Locator, what: string) => {
+    const reopenUntil = async (name: string, ready: Locator[], what: string) => {
       await waitFor(what, async () => {
         await tab(name);
-        return ready.isVisible();
+        for (const r of ready) if (!(await r.isVisible())) return false;
+        return true;
       }, 20_000, 300);
     };
 
@@ -151,7 +152,7 @@ describe('Admin page', function () {
       laptop.write('Photos/2024/beach.jpg', 'sand and sea');
       laptop.write('Photos/cat.jpg', 'meow');
       laptop.write('old.txt', 'not needed');
-      await reopenUntil('files', fileRow('notes.txt'), 'notes.txt in the Files tab');
+      await reopenUntil('files', ['notes.txt', HOSTILE, 'Photos', 'old.txt'].map(fileRow), 'the new files in the Files tab');
       laptop.write('notes.txt', 'second draft');
 
       // The hostile name is one row of plain text; no element came from it.
@@ -192,8 +193,7 @@ describe('Admin page', function () {
       fs.rmSync(laptop.p('Photos'), { recursive: true });
       fs.rmSync(laptop.p(HOSTILE));
       fs.rmSync(laptop.p('old.txt'));
-      await reopenUntil('trash', row('trash-table', 'Photos'), 'Photos in the trash');
-      await row('trash-table', HOSTILE).waitFor();
+      await reopenUntil('trash', ['Photos', HOSTILE, 'old.txt'].map((p) => row('trash-table', p)), 'the deleted items in the trash');
       assert.equal(await page.locator('img[src="x"]').count(), 0);
       assert.match((await row('trash-table', 'Photos').textContent()) ?? '', /Anna/);
       await shot('desktop-trash');
@@ -218,6 +218,7 @@ describe('Admin page', function () {
       await page.locator('#cert-fingerprint').filter({ hasText: s.server.fingerprint }).waitFor();
       assert.equal(await page.locator('#set-keep').inputValue(), '32');
       await page.locator('#activity li').filter({ hasText: 'paired' }).first().waitFor();
+      await page.locator('#storage dt').filter({ hasText: 'Used on disk' }).waitFor();
       assert.match((await page.locator('#storage').textContent()) ?? '', /Current files.*in \d+ files?.*Earlier versions.*Used on disk/);
       await page.fill('#set-url', 'https://mynas.example.org:8443');
       await page.click('#settings-save');

@@ -131,6 +131,8 @@ describe('Admin page', function () {
       s.devices.push(laptop);
       const paired = await laptop.pair(link);
       assert.equal(paired.code, 0, paired.stderr);
+      await page.locator('#pairing-status').filter({ hasText: 'laptop has paired' }).waitFor({ timeout: 10_000 });
+      await shot('desktop-paired');
       await page.getByRole('button', { name: 'Done' }).click();
       await laptop.start();
       // No reload: the table refreshes itself.

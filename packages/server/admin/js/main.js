@@ -107,6 +107,8 @@ for (const link of document.querySelectorAll('.tabs a')) {
   });
 }
 
+document.addEventListener('devices-changed', () => refreshSummary());
+
 window.addEventListener('hashchange', () => {
   if (!byId('app').hidden) openTab(tabFromHash());
 });

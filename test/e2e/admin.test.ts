@@ -241,8 +241,13 @@ describe('Admin page', function () {
         const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
         assert.ok(overflow <= 0, `${name} tab is ${overflow}px wider than the phone screen`);
       }
-      await page.setViewportSize(DESKTOP);
       await tab('devices');
+      await page.click('#add-device');
+      await page.getByRole('button', { name: 'Create pairing link' }).click();
+      await page.locator('#pairing-qr').waitFor();
+      await shot('phone-add-device');
+      await page.getByRole('button', { name: 'Done' }).click();
+      await page.setViewportSize(DESKTOP);
       await shot('desktop-devices');
     });
 
@@ -263,6 +268,8 @@ describe('Admin page', function () {
 
       await page.click('#logout');
       await page.locator('#login').waitFor({ state: 'visible' });
+      const traversal = await page.request.get(`${s.server.url}/admin/%2e%2e/package.json`);
+      assert.equal(traversal.status(), 404, 'nothing outside the page\'s own files is served');
       for (const api of ['/devices', '/activity', '/certificate', '/folders/Sync/trash']) {
         assert.equal((await page.request.get(`${s.server.url}/api/v1${api}`)).status(), 401, `GET ${api} needs a session`);
       }

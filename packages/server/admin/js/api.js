@@ -58,6 +58,8 @@ export async function request(method, path, body, opts = {}) {
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET' && method !== 'HEAD') headers['x-csrf-token'] = csrfToken;
+  // Periodic refreshes say so: they must not keep an unattended session alive.
+  if (opts.background) headers['x-keepsync-background'] = '1';
   let res;
   try {
     res = await fetch(`/api/v1${path}`, {

@@ -10,8 +10,8 @@ let lastJson = '';
 /** While the pairing dialog is open: the devices that existed before it. */
 let pairingSince;
 
-async function refresh() {
-  const devices = await request('GET', '/devices');
+async function refresh(background = false) {
+  const devices = await request('GET', '/devices', undefined, { background });
   const json = JSON.stringify(devices);
   if (json === lastJson) return;
   lastJson = json;
@@ -121,7 +121,7 @@ export const devicesTab = {
     lastJson = '';
     clearInterval(timer);
     timer = setInterval(() => {
-      if (!document.hidden) refresh().catch(() => {});
+      if (!document.hidden) refresh(true).catch(() => {});
     }, REFRESH_MS);
     await refresh();
   },

@@ -63,7 +63,7 @@ function openTab(name) {
 
 async function refreshSummary() {
   try {
-    const s = await request('GET', '/status');
+    const s = await request('GET', '/status', undefined, { background: true });
     const devices = s.devices === 1 ? '1 device' : `${s.devices} devices`;
     byId('summary').textContent = `${devices} · ${s.online} online`;
   } catch {

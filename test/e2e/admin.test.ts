@@ -278,8 +278,8 @@ describe('Admin page', function () {
       for (let i = 0; i < 8 && !limited; i++) {
         await page.fill('#login-password', `wrong ${i}`);
         await page.click('#login-submit');
-        await page.locator('#login-error').filter({ hasText: /wrong|too many/ }).waitFor();
-        limited = /too many/.test((await page.locator('#login-error').textContent()) ?? '');
+        await page.locator('#login-error').filter({ hasText: /wrong|too many/i }).waitFor();
+        limited = /too many/i.test((await page.locator('#login-error').textContent()) ?? '');
         await page.locator('#login-submit:not([disabled])').waitFor();
       }
       assert.ok(limited, 'repeated wrong passwords are rate-limited');

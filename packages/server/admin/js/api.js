@@ -9,7 +9,8 @@ let onLoggedOut = () => {};
 /** An error answer from the API: its one-line message and HTTP status. */
 export class ApiError extends Error {
   constructor(message, status) {
-    super(message);
+    // The API's one-line messages start lower case; on the page they start a sentence.
+    super(message.charAt(0).toUpperCase() + message.slice(1));
     this.status = status;
   }
 }

@@ -9,7 +9,8 @@ let onLoggedOut = () => {};
 /** An error answer from the API: its one-line message and HTTP status. */
 export class ApiError extends Error {
   constructor(message, status) {
-    super(message);
+    // The API's one-line messages start lower case; on the page they start a sentence.
+    super(message.charAt(0).toUpperCase() + message.slice(1));
     this.status = status;
   }
 }
@@ -58,6 +59,8 @@ export async function request(method, path, body, opts = {}) {
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET' && method !== 'HEAD') headers['x-csrf-token'] = csrfToken;
+  // Periodic refreshes say so: they must not keep an unattended session alive.
+  if (opts.background) headers['x-keepsync-background'] = '1';
   let res;
   try {
     res = await fetch(`/api/v1${path}`, {

@@ -7,16 +7,21 @@ import { askText, button, byId, cell, confirmAction, el, fill, formatAgo, format
 const REFRESH_MS = 2000;
 let timer;
 let lastJson = '';
+/** While the pairing dialog is open: the devices that existed before it. */
+let pairingSince;
 
-async function refresh() {
-  const devices = await request('GET', '/devices');
+async function refresh(background = false) {
+  const devices = await request('GET', '/devices', undefined, { background });
   const json = JSON.stringify(devices);
   if (json === lastJson) return;
   lastJson = json;
   render(devices);
+  // The header's device count follows the table.
+  document.dispatchEvent(new Event('devices-changed'));
 }
 
 function render(devices) {
+  announcePaired(devices);
   const box = byId('devices-list');
   if (devices.length === 0) {
     fill(box, el('div', { class: 'empty' },
@@ -38,6 +43,16 @@ function render(devices) {
   fill(box, el('table', { class: 'table', id: 'devices-table' },
     el('thead', {}, el('tr', {}, ...['Name', 'Platform', 'Status', 'Last seen', 'Address', 'Paired'].map((h) => el('th', { text: h })), el('th', { class: 'actions' }, el('span', { class: 'sr-only', text: 'Actions' })))),
     el('tbody', {}, rows)));
+}
+
+/** Tells the open pairing dialog when a new device has paired. */
+function announcePaired(devices) {
+  const status = document.getElementById('pairing-status');
+  if (!status || !pairingSince) return;
+  const fresh = devices.filter((d) => !pairingSince.has(d.id));
+  if (fresh.length === 0) return;
+  status.textContent = `${fresh.map((d) => d.name).join(', ')} has paired. You can close this window.`;
+  status.className = 'pairing-status done';
 }
 
 async function rename(device) {
@@ -66,6 +81,7 @@ async function addDevice() {
     hint: 'A pairing link works once, within 15 minutes. The device uses it to find this NAS and to check its certificate.',
   });
   if (name === undefined) return;
+  pairingSince = new Set((await request('GET', '/devices')).map((d) => d.id));
   const pairing = await request('POST', '/pairings', name.trim() ? { name: name.trim() } : {});
   const command = `keepsync pair '${pairing.link}' --dir ~/Keepsync`;
   const linkInput = el('input', { type: 'text', readonly: true, value: pairing.link, id: 'pairing-link', class: 'mono', 'aria-label': 'Pairing link' });
@@ -90,10 +106,11 @@ async function addDevice() {
           el('dl', { class: 'facts' },
             el('dt', { text: 'Certificate fingerprint' }), el('dd', { class: 'mono fingerprint', id: 'pairing-fingerprint', text: `sha256/${pairing.fingerprint}` }),
             el('dt', { text: 'Valid until' }), el('dd', { text: new Date(pairing.expiresAt).toLocaleTimeString() })),
-          el('p', { class: 'muted small', text: 'The device appears in the list as soon as it has paired.' }))),
+          el('p', { class: 'pairing-status', id: 'pairing-status', role: 'status', text: 'Waiting for the device to pair…' }))),
     ],
     buttons: [{ label: 'Done', value: true, kind: 'primary' }],
   });
+  pairingSince = undefined;
   await refresh();
 }
 
@@ -104,7 +121,7 @@ export const devicesTab = {
     lastJson = '';
     clearInterval(timer);
     timer = setInterval(() => {
-      if (!document.hidden) refresh().catch(() => {});
+      if (!document.hidden) refresh(true).catch(() => {});
     }, REFRESH_MS);
     await refresh();
   },

@@ -118,8 +118,9 @@ export function toast(message, error = false) {
 /**
  * A modal dialog built from `body` nodes with a row of buttons. Resolves
  * with the value of the button pressed, or undefined when dismissed (Esc).
- * `buttons`: [{label, value, kind}]. With `form`, the dialog's first
- * button of kind 'primary' submits on Enter.
+ * `buttons`: [{label, value, kind}]; a 'primary' or 'danger' button submits
+ * the dialog's form, so Enter in a field presses it and required fields are
+ * checked first.
  */
 export function modal({ title, body = [], buttons, label }) {
   return new Promise((resolve) => {

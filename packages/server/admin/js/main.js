@@ -63,7 +63,7 @@ function openTab(name) {
 
 async function refreshSummary() {
   try {
-    const s = await request('GET', '/status');
+    const s = await request('GET', '/status', undefined, { background: true });
     const devices = s.devices === 1 ? '1 device' : `${s.devices} devices`;
     byId('summary').textContent = `${devices} · ${s.online} online`;
   } catch {
@@ -106,6 +106,8 @@ for (const link of document.querySelectorAll('.tabs a')) {
     if (link.dataset.tab === tabFromHash()) openTab(link.dataset.tab);
   });
 }
+
+document.addEventListener('devices-changed', () => refreshSummary());
 
 window.addEventListener('hashchange', () => {
   if (!byId('app').hidden) openTab(tabFromHash());

@@ -3,17 +3,6 @@
 import { request } from './api.js';
 import { byId, el, fill, formatBytes, formatTime, report, toast } from './dom.js';
 
-const labels = {
-  currentBytes: 'Current files',
-  versionsBytes: 'Earlier versions',
-  versionBytes: 'Earlier versions',
-  trashBytes: 'Trash',
-  chunksBytes: 'Chunk store on disk',
-  storedBytes: 'Stored on disk',
-  totalBytes: 'Total',
-  chunks: 'Chunks',
-};
-
 function fact(term, ...value) {
   return [el('dt', { text: term }), el('dd', {}, ...value)];
 }
@@ -36,16 +25,23 @@ async function loadCertificate() {
     fact('Fingerprint', el('span', { class: 'mono fingerprint', id: 'cert-fingerprint', text: `sha256/${c.fingerprint}` })));
 }
 
+/** "3 files" / "1 file". */
+function count(n, one, many) {
+  return `${n.toLocaleString()} ${n === 1 ? one : many}`;
+}
+
 async function loadStorage() {
   const [status, folders] = await Promise.all([request('GET', '/status'), request('GET', '/folders')]);
-  const storage = status.storage && typeof status.storage === 'object' ? status.storage : {};
-  const facts = [];
-  for (const [key, value] of Object.entries(storage)) {
-    if (typeof value !== 'number') continue;
-    const label = labels[key] ?? key.replace(/([A-Z])/g, ' $1').replace(/^./, (c) => c.toUpperCase());
-    facts.push(fact(label, /bytes$/i.test(key) ? formatBytes(value) : value.toLocaleString()));
+  const st = status.storage && typeof status.storage === 'object' ? status.storage : {};
+  const has = (key) => typeof st[key] === 'number';
+  const files = folders.reduce((n, f) => n + f.files, 0);
+  const facts = [fact('Current files', `${formatBytes(st.currentBytes ?? folders.reduce((n, f) => n + f.bytes, 0))} in ${count(files, 'file', 'files')}`)];
+  if (has('versionBytes')) facts.push(fact('Earlier versions', `${formatBytes(st.versionBytes)}${has('versions') ? ` in ${count(st.versions, 'version', 'versions')}` : ''}`));
+  if (has('trashBytes')) facts.push(fact('Trash', `${formatBytes(st.trashBytes)}${has('trashItems') ? ` in ${count(st.trashItems, 'item', 'items')}` : ''}`));
+  if (has('diskBytes')) facts.push(fact('Used on disk', `${formatBytes(st.diskBytes)}${has('chunks') ? ` in ${count(st.chunks, 'chunk', 'chunks')}` : ''}`, el('div', { class: 'muted small', text: 'Content shared by files, versions and trash is stored once.' })));
+  if (folders.length > 1) {
+    for (const f of folders) facts.push(fact(`Folder ${f.name}`, `${count(f.files, 'file', 'files')}, ${formatBytes(f.bytes)}`));
   }
-  for (const f of folders) facts.push(fact(`Folder ${f.name}`, `${f.files.toLocaleString()} ${f.files === 1 ? 'file' : 'files'}, ${formatBytes(f.bytes)}`));
   fill(byId('storage'), facts);
 }
 

@@ -95,8 +95,12 @@ export class AdminAuth {
     return { cookie, csrfToken };
   }
 
-  /** The live session for a cookie value (sliding its idle expiry), or undefined. */
-  async session(cookie: string | undefined): Promise<AdminSession | undefined> {
+  /**
+   * The live session for a cookie value, or undefined. Slides its idle expiry
+   * unless `slide` is false (a page refreshing itself in the background is
+   * not someone using it).
+   */
+  async session(cookie: string | undefined, slide = true): Promise<AdminSession | undefined> {
     if (!cookie || cookie.length > 128) return undefined;
     // Looked up by hash: timing of the lookup reveals nothing about the cookie itself.
     const idHash = sha256Hex(cookie);
@@ -104,7 +108,7 @@ export class AdminAuth {
     const now = this.clock();
     if (!row || Number(row.expires_at) <= now) return undefined;
     let expiresAt = Number(row.expires_at);
-    if (now + SESSION_IDLE_MS - expiresAt >= TOUCH_EVERY_MS) {
+    if (slide && now + SESSION_IDLE_MS - expiresAt >= TOUCH_EVERY_MS) {
       expiresAt = now + SESSION_IDLE_MS;
       await this.db('admin_sessions').where({ id_hash: idHash }).update({ expires_at: expiresAt });
     }

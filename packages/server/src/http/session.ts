@@ -6,6 +6,9 @@ import { KeepsyncError } from '@keepsync/protocol';
 import { Forbidden, ReauthRequired } from './errors.js';
 import { isStateChanging } from './security.js';
 
+/** Set to 1 on reads the admin page makes by itself (live refresh), not for a person. */
+export const BACKGROUND_HEADER = 'x-keepsync-background';
+
 /** The admin session cookie's name. */
 export const SESSION_COOKIE = 'keepsync_session';
 
@@ -55,7 +58,9 @@ export function sessionOf(res: Response): AdminSession {
  */
 export function requireSession(admin: AdminAuth): RequestHandler {
   return async (req, res, next) => {
-    const session = await admin.session(readCookie(req, SESSION_COOKIE));
+    // The admin page marks its own periodic refreshes: they do not keep an unattended session alive.
+    const background = req.get(BACKGROUND_HEADER) === '1' && !isStateChanging(req.method);
+    const session = await admin.session(readCookie(req, SESSION_COOKIE), !background);
     if (!session) throw new KeepsyncError('NOT_AUTHENTICATED', 'not logged in; log in on the admin page first');
     if (isStateChanging(req.method)) {
       const token = req.get('x-csrf-token');

@@ -20,6 +20,7 @@ describe('FsContentStore', () => {
     const data = randomBytes(size);
     const hash = sha256Hex(data);
     await store.put(hash, data);
+    await store.flush(); // a new chunk is on disk under its hash once flushed
     return { data, hash };
   };
 
@@ -78,6 +79,7 @@ describe('FsContentStore', () => {
       assert.deepEqual(await store.usage(), { chunks: 2, bytes: 300 });
       await chunk(50);
       await store.put(a.hash, a.data);
+      await store.flush();
       assert.deepEqual(await store.usage(), { chunks: 3, bytes: 350 });
       await store.delete(a.hash);
       assert.deepEqual(await store.usage(), { chunks: 2, bytes: 250 });

@@ -69,6 +69,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
           engine.markFullScan();
           kick();
         },
+        (rel) => engine.wasFolder(rel),
       );
     }
     let backoff = 500;

@@ -44,6 +44,8 @@ export class Engine {
   /** Paths whose last push failed, with the stat that failed, to avoid hot loops. */
   private readonly failing = new Map<string, string>();
   private readonly downloaded: SyncedRecord[] = [];
+  /** Folders this device removed itself in the last seconds, for wasFolder. */
+  private readonly removedFolders = new Map<string, number>();
   private readonly progress: Progress;
   /** Downloads cut off by a lost connection, resumed on the next cycle. */
   private readonly partials: PartialDownloads;
@@ -66,6 +68,14 @@ export class Engine {
   /** A local path may have changed (from the watcher). */
   markLocal(localPath: string): void {
     this.dirtyLocal.add(localPath);
+  }
+
+  /** True when the path was a synced folder (the watcher renews itself when one goes). */
+  wasFolder(localPath: string): boolean {
+    const removed = this.removedFolders.get(localPath);
+    if (removed !== undefined && Date.now() - removed < 10_000) return true;
+    for (const [p, at] of this.removedFolders) if (Date.now() - at >= 10_000) this.removedFolders.delete(p);
+    return this.index.synced(localPath)?.kind === 'dir';
   }
 
   /** Rescan everything on the next cycle. */
@@ -354,6 +364,7 @@ export class Engine {
     deletes.sort((x, y) => (x.path < y.path ? 1 : x.path > y.path ? -1 : 0));
     for (const a of deletes) {
       const done = a.local.kind === 'dir' ? await this.folder.removeDir(a.local.localPath) : await this.folder.removeFile(a.local.localPath, expectOf(a.synced));
+      if (done && a.local.kind === 'dir') this.removedFolders.set(a.local.localPath, Date.now());
       if (done || a.local.kind === 'dir') this.index.deleteSynced(a.path);
       if (!done && a.local.kind === 'file') this.markLocal(a.local.localPath);
     }

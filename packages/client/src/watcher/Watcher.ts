@@ -19,12 +19,20 @@ const RENEW_AFTER_MS = 100;
  * move) leaves the native watches on Linux pointing at its old path: later
  * changes inside it are reported under the old name or not at all. So when a
  * folder appears that already has content, the subscription is renewed and
- * a full rescan catches whatever happened in between.
+ * a full rescan catches whatever happened in between. A folder deleted
+ * inside the tree is treated the same way: on a busy machine the native
+ * watches were seen to go quiet for folders made after one was removed.
  */
-export async function watchFolder(root: string, onPaths: (rel: string[]) => void, onOverflow: () => void): Promise<Watcher> {
+export async function watchFolder(
+  root: string,
+  onPaths: (rel: string[]) => void,
+  onOverflow: () => void,
+  wasFolder: (rel: string) => boolean = () => false,
+): Promise<Watcher> {
   let closed = false;
   let renewTimer: NodeJS.Timeout | undefined;
-  const subscribe = () =>
+  let generation = 0;
+  const subscribe = (gen: number) =>
     watcher.subscribe(
       root,
       (err, events) => {
@@ -39,26 +47,31 @@ export async function watchFolder(root: string, onPaths: (rel: string[]) => void
             onOverflow();
             continue;
           }
+          const slashed = rel.split(path.sep).join('/');
           if (e.type === 'create' && hasContent(e.path)) renewSoon();
-          rels.push(rel.split(path.sep).join('/'));
+          else if (e.type === 'delete' && wasFolder(slashed)) renewSoon();
+          rels.push(slashed);
         }
         if (rels.length > 0) onPaths(rels);
       },
-      { ignore: ['**/.keepsync-*'] },
+      // The native watcher is shared by subscriptions with equal options; the
+      // generation (a name never used: temp names are ignored anyway) makes
+      // each renewal build its own.
+      { ignore: ['**/.keepsync-*', `**/.keepsync-watch-${gen}`] },
     );
-  let sub = await subscribe();
+  let sub = await subscribe(generation);
   const renewSoon = () => {
     clearTimeout(renewTimer);
     renewTimer = setTimeout(() => {
       if (closed) return;
-      // The native watcher is shared per folder: the old subscription must end
-      // before a new one rebuilds it. The full rescan covers the gap.
-      sub.unsubscribe()
-        .catch(() => {})
-        .then(subscribe)
+      // The new watch starts before the old one ends, so no event falls in a
+      // gap; the full rescan covers what the old watch may have missed.
+      subscribe(++generation)
         .then(async (next) => {
+          const old = sub;
           if (closed) await next.unsubscribe();
           else sub = next;
+          await old.unsubscribe();
         })
         .catch(() => {})
         .finally(() => onOverflow());

@@ -115,6 +115,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   /** Runs cycles on this connection; answers true when `once` is satisfied. */
   async function loop(conn: Connection): Promise<boolean> {
     let idleRounds = 0;
+    let writeBackoff = 2_000;
     for (;;) {
       if (opts.signal?.aborted) return true;
       if (conn.closed) throw new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
@@ -132,7 +133,21 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         continue;
       }
       kicked = false;
-      const result = await engine.cycle(conn);
+      let result;
+      try {
+        result = await engine.cycle(conn);
+      } catch (err) {
+        // Nothing a reconnect would fix (a full disk): wait longer each time, then try again.
+        if (opts.once || !isKeepsyncError(err) || err.code !== 'LOCAL_WRITE_FAILED') throw err;
+        state.lastError = errorMessage(err);
+        publish();
+        log(`${errorMessage(err)}; retrying in ${Math.round(writeBackoff / 1000)} s`);
+        await sleep(writeBackoff, opts.signal);
+        writeBackoff = Math.min(writeBackoff * 2, 60_000);
+        kicked = true;
+        continue;
+      }
+      writeBackoff = 2_000;
       state.pendingUp = result.pendingUp;
       state.pendingDown = result.pendingDown;
       if (!result.worked) {

@@ -1,5 +1,5 @@
 import {
-  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isWithin, packManifest, unpackManifest,
+  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isKeepsyncError, isWithin, packManifest, unpackManifest,
   type ChunkRef, type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex, RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
@@ -268,8 +268,13 @@ export class Engine {
     const large = actions.length > 200 || actions.some((a) => a.kind === 'download' && a.remote.size > 64 * 1024 * 1024);
     if (large) this.progress.begin(ups.length, downs.length);
     try {
-      await this.applyRemote(downs, conn);
+      // A download that cannot be written here (a full disk) does not hold back this device's own changes.
+      const failed = await this.applyRemote(downs, conn).then(() => undefined, (err: unknown) => {
+        if (isKeepsyncError(err) && err.code === 'LOCAL_WRITE_FAILED') return err;
+        throw err;
+      });
       await this.pushLocal(ups, conn);
+      if (failed) throw failed;
     } finally {
       if (large) this.progress.end();
     }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
-  MAX_HASHES_PER_REQUEST, packHashes, sha256Hex, unpackManifest, type Manifest, type RelPath,
+  KeepsyncError, MAX_HASHES_PER_REQUEST, errorMessage, packHashes, sha256Hex, unpackManifest, type Manifest, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex } from '../index/LocalIndex.js';
 import type { LocalFolder, PendingWrite, Expected } from '../folder/LocalFolder.js';
@@ -35,8 +35,16 @@ interface Piece {
  * Writes files from manifests: chunks this device already holds are copied
  * from local files (verified), the rest fetched from the server in windows,
  * each verified by hash; every file is checked whole before it is renamed in.
+ * A file that cannot be written here (a full disk, a read-only folder) is
+ * dropped with its temporary file while the others go on; the first such
+ * failure is then thrown as LOCAL_WRITE_FAILED, and the file comes down
+ * again on a later cycle.
  */
 export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index: LocalIndex, folder: LocalFolder, progress: Progress): Promise<void> {
+  let writeError: { path: string; err: unknown } | undefined;
+  const failed = (i: number, err: unknown) => {
+    writeError ??= { path: jobs[i].path, err };
+  };
   const pieces: Piece[] = [];
   jobs.forEach((job, i) => {
     const chunks = unpackManifest(job.manifest);
@@ -53,7 +61,12 @@ export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index
       job.onDone(undefined);
       return;
     }
-    const stat = await folder.commit(st.w, job.localPath, job.mtime, job.exec, job.expect);
+    let stat;
+    try {
+      stat = await folder.commit(st.w, job.localPath, job.mtime, job.exec, job.expect);
+    } catch (err) {
+      failed(i, err);
+    }
     job.onDone(stat ? { ino: stat.ino, mtime: stat.mtimeMs } : undefined);
   };
   const open = async (i: number) => {
@@ -62,7 +75,13 @@ export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index
   };
   // Empty files have no pieces.
   await parallel(jobs.map((j, i) => ({ j, i })).filter(({ j }) => j.manifest.byteLength === 0), WRITE_PARALLEL, async ({ i }) => {
-    await open(i);
+    try {
+      await open(i);
+    } catch (err) {
+      failed(i, err);
+      jobs[i].onDone(undefined);
+      return;
+    }
     await finish(i);
   });
 
@@ -107,7 +126,8 @@ export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index
       let st;
       try {
         st = await open(i);
-      } catch {
+      } catch (err) {
+        failed(i, err);
         jobs[i].onDone(undefined);
         return;
       }
@@ -117,13 +137,31 @@ export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index
           st.failed = true;
         } else if (!st.failed) {
           st.h.update(data);
-          await st.w.fh.write(data);
+          try {
+            await st.w.fh.write(data);
+          } catch (err) {
+            // Out of space or no longer writable: drop the temporary file now, not at the end.
+            st.failed = true;
+            failed(i, err);
+            await folder.abort(st.w);
+          }
         }
         if (p.last) await finish(i);
       }
     });
     start = end;
   }
+  if (writeError) {
+    throw new KeepsyncError('LOCAL_WRITE_FAILED', `cannot write ${writeError.path}: ${describeWriteError(writeError.err)}; it is downloaded again on the next try`);
+  }
+}
+
+function describeWriteError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return 'no space left on the disk; free some space';
+  if (code === 'EROFS') return 'the disk is read-only';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  return errorMessage(err);
 }
 
 async function readLocal(hash: string, size: number, index: LocalIndex, folder: LocalFolder): Promise<Buffer | undefined> {

@@ -179,7 +179,7 @@ describe('File-system edge cases on a device', function () {
       await settle(laptop, desktop);
       assert.equal(desktop.read('Report.txt'), 'upper');
       assert.equal(desktop.read('report.txt'), 'lower');
-      assert.equal(desktop.read(nfc), 'written under an NFD name');
+      assert.equal(desktop.read(nfc), 'written under an NFD name', JSON.stringify([...desktop.tree().keys(), ...laptop.tree().keys()].map((k) => escape(k))));
 
       // The desktop grows a second name for the same wire path; the laptop edits the first.
       desktop.write(nfd, 'a twin under the NFD name');

@@ -44,6 +44,7 @@ export class Engine {
   /** Paths whose last push failed, with the stat that failed, to avoid hot loops. */
   private readonly failing = new Map<string, string>();
   private readonly downloaded: SyncedRecord[] = [];
+  private readonly reportedClashes = new Set<string>();
   private readonly progress: Progress;
 
   constructor(
@@ -228,6 +229,15 @@ export class Engine {
     if (known !== root) this.index.setMeta('root', root);
   }
 
+  /** Tells once about each local name skipped because another name maps to the same wire path. */
+  private reportClashes(): void {
+    for (const c of this.scanner.clashes.splice(0)) {
+      if (this.reportedClashes.has(c)) continue;
+      this.reportedClashes.add(c);
+      this.opts.log(`${c} is not synced: its name and another in the same folder differ only in Unicode normalization; rename one of them`);
+    }
+  }
+
   /** Hashes the files whose content the planner must know. */
   private async hashWhereNeeded(states: Map<RelPath, PathStates>): Promise<void> {
     for (const [p, st] of states) {
@@ -248,6 +258,7 @@ export class Engine {
     this.folder.forgetDirs();
     await this.pull(conn);
     const states = await this.gather();
+    this.reportClashes();
     await this.hashWhereNeeded(states);
     const skip = new Set<string>();
     for (const [p, st] of states) {

@@ -109,6 +109,7 @@ describe('File-system edge cases on a device', function () {
       };
       laptop.write('open.txt', log.add('open.txt', 'readable'));
       laptop.write('secret.txt', log.add('secret.txt', 'secret v1'));
+      laptop.write('private/inside.txt', log.add('private/inside.txt', 'in a folder that becomes unreadable'));
       execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, laptop.root]);
       await syncAsUser();
       await desktop.syncOnce();
@@ -119,6 +120,7 @@ describe('File-system edge cases on a device', function () {
       fs.chmodSync(laptop.p('secret.txt'), 0o000);
       laptop.write('open.txt', log.add('open.txt', 'readable v2'));
       execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, laptop.dir]);
+      fs.chmodSync(laptop.p('private'), 0o000);
       desktop.write('secret.txt', log.add('secret.txt', 'desktop edit'));
       await desktop.syncOnce();
       const r = await syncAsUser();
@@ -127,8 +129,10 @@ describe('File-system edge cases on a device', function () {
       let tree = await serverTree(admin);
       assert.equal(tree.get('open.txt'), sha256('readable v2'));
       assert.equal(tree.get('secret.txt'), sha256('desktop edit'), 'the unreadable file was deleted or overwritten on the server');
+      assert.equal(tree.get('private/inside.txt'), sha256('in a folder that becomes unreadable'), 'a file in an unreadable folder was deleted');
       assert.deepEqual((await admin.request('GET', '/folders/Sync/trash')).body, []);
       fs.chmodSync(laptop.p('secret.txt'), 0o600);
+      fs.chmodSync(laptop.p('private'), 0o700);
       assert.equal(laptop.read('secret.txt'), 'secret v2, unreadable', 'the unreadable file was overwritten');
 
       // Readable again: it goes up, and neither edit is lost.

@@ -55,10 +55,14 @@ export class Scanner {
    * The state of one local path, or undefined when absent, ignored or not a
    * file/folder. A wire path (NFC) finds a file whose name on disk is in
    * another Unicode normalization; a name that is not the NFC one while the
-   * NFC one exists too is a clash and answers undefined.
+   * NFC one exists too is a clash and answers undefined. Throws when the
+   * path cannot be looked at (permissions): that is not an absence.
    */
   async stat(localPath: string): Promise<LocalState | undefined> {
-    const st = await fsp.lstat(this.abs(localPath)).catch(() => undefined);
+    const st = await fsp.lstat(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+      throw err;
+    });
     if (!st) {
       const onDisk = await this.findOtherForm(localPath);
       return onDisk === undefined ? undefined : this.stat(onDisk);

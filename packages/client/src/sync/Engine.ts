@@ -156,20 +156,33 @@ export class Engine {
       const { states: all, unreadable } = await this.scanner.walk();
       this.guardRoot(all.size);
       for (const l of all.values()) addLocal(l);
-      for (const s of this.index.allSynced()) if (!unreadable.some((u) => u === '' || isWithin(s.path, u))) get(s.path).synced = s;
-      for (const r of this.index.allRemote()) get(r.path).remote = r;
+      // What lies in a folder that cannot be listed is unknown, not deleted: left out of this cycle.
+      const hidden = (p: string) => unreadable.some((u) => u === '' || (p !== u && isWithin(p, u)));
+      for (const s of this.index.allSynced()) if (!hidden(s.path)) get(s.path).synced = s;
+      for (const r of this.index.allRemote()) if (!hidden(r.path)) get(r.path).remote = r;
       this.dirtyRemote.clear();
     } else {
       const dirty = [...this.dirtyLocal];
       this.dirtyLocal.clear();
       if (dirty.some((p) => p === '.keepsyncignore')) this.scanner.loadIgnores();
+      // Paths that could not be looked at (permissions): they and what lies under them sit this cycle out.
+      const unknown: string[] = [];
+      const stat = async (p: string) => {
+        try {
+          return await this.scanner.stat(p);
+        } catch {
+          unknown.push(p.normalize('NFC'));
+          return undefined;
+        }
+      };
       for (const p of dirty) {
-        const l = await this.scanner.stat(p);
+        const l = await stat(p);
         const wire = l?.path;
         if (l) addLocal(l);
         if (l?.kind === 'dir') {
-          const { states: under } = await this.scanner.walk(l.localPath);
+          const { states: under, unreadable } = await this.scanner.walk(l.localPath);
           for (const u of under.values()) addLocal(u);
+          for (const u of unreadable) for (const s of [...this.index.syncedUnder(u.normalize('NFC')), ...this.index.remoteUnder(u.normalize('NFC'))]) unknown.push(s.path);
         }
         const key = wire ?? (p.normalize('NFC') as RelPath);
         get(key);
@@ -183,16 +196,17 @@ export class Engine {
         st.remote = this.index.remote(p);
         if (!st.local && st.synced) {
           // Not seen by a walk above: stat it (a parent may hold it under another name).
-          const l = await this.scanner.stat(p);
+          const l = await stat(p);
           if (l) st.local = l;
         }
       }
       for (const st of states.values()) {
         if (!st.local && st.remote && !st.remote.deleted) {
-          const l = await this.scanner.stat(st.remote.path);
+          const l = await stat(st.remote.path);
           if (l) st.local = l;
         }
       }
+      for (const p of states.keys()) if (unknown.some((u) => isWithin(p, u))) states.delete(p);
       this.guardRoot(undefined);
     }
     return states;
@@ -206,7 +220,7 @@ export class Engine {
   private async gatherVanishedAncestors(p: RelPath, get: (p: RelPath) => PathStates): Promise<void> {
     for (let slash = p.lastIndexOf('/'); slash > 0; slash = p.lastIndexOf('/', slash - 1)) {
       const dir = p.slice(0, slash) as RelPath;
-      if (this.index.synced(dir)?.kind !== 'dir' || (await this.scanner.stat(dir))) return;
+      if (this.index.synced(dir)?.kind !== 'dir' || (await this.scanner.stat(dir).catch(() => 'unknown'))) return;
       get(dir);
       for (const s of this.index.syncedUnder(dir)) get(s.path);
     }

@@ -143,6 +143,30 @@ describe('File-system edge cases on a device', function () {
       assert.equal(tree.get('secret.txt'), sha256('desktop edit'));
       assert.ok([...tree.values()].includes(sha256('secret v2, unreadable')), `the laptop's edit is not on the server: ${[...tree.keys()].join(', ')}`);
       assert.deepEqual(sortedTree(desktop.tree()), sortedTree(laptop.tree()));
+
+      // Live: a folder becomes unreadable while the device runs and the server changes inside it.
+      await laptop.start({ uid: NOBODY, gid: NOBODY });
+      fs.chmodSync(laptop.p('private'), 0o000);
+      const since = Date.now();
+      desktop.write('private/inside.txt', log.add('private/inside.txt', 'edited while the laptop could not look'));
+      desktop.write('private/new.txt', log.add('private/new.txt', 'new while the laptop could not look'));
+      await desktop.syncOnce();
+      await waitFor('the laptop to go through the change', () => {
+        const st = JSON.parse(fs.readFileSync(path.join(laptop.home, 'state.json'), 'utf8'));
+        return st.connected && st.lastSyncAt && Date.parse(st.lastSyncAt) > since + 200;
+      });
+      tree = await serverTree(admin);
+      assert.equal(tree.get('private/inside.txt'), sha256('edited while the laptop could not look'));
+      assert.equal(tree.get('private/new.txt'), sha256('new while the laptop could not look'));
+      assert.deepEqual((await admin.request('GET', '/folders/Sync/trash')).body, []);
+      fs.chmodSync(laptop.p('private'), 0o700);
+      fs.utimesSync(laptop.p('private'), new Date(), new Date());
+      await waitFor('the laptop to catch up', () => laptop.read('private/new.txt') === 'new while the laptop could not look', 30_000).catch((err: Error) => {
+        throw new Error(`${err.message}\n${laptop.live?.stderr}`);
+      });
+      assert.equal(laptop.read('private/inside.txt'), 'edited while the laptop could not look');
+      await laptop.stop();
+      assert.deepEqual(leftovers(laptop.dir), []);
       await log.assertNothingLost(admin);
     });
 

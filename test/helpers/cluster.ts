@@ -93,9 +93,9 @@ export class TestDevice {
     return r;
   }
 
-  /** Starts `keepsync sync` in the background and waits until it is connected. */
-  async start(): Promise<void> {
-    this.live = new Proc(['sync', '--quiet', '--home', this.home]);
+  /** Starts `keepsync sync` in the background (as another user when given) and waits until it is connected. */
+  async start(user: { uid?: number; gid?: number } = {}): Promise<void> {
+    this.live = new Proc(['sync', '--quiet', '--home', this.home], {}, user);
     await waitFor(`${this.name} to connect`, () => {
       if (!this.live!.running) throw new Error(`${this.name} sync exited: ${this.live!.stderr}`);
       const state = readJson(path.join(this.home, 'state.json'));

@@ -116,18 +116,26 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   async function loop(conn: Connection): Promise<boolean> {
     let idleRounds = 0;
     let writeBackoff = 2_000;
+    let unreadableRetry = 5_000;
     for (;;) {
       if (opts.signal?.aborted) return true;
       if (conn.closed) throw new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
       if (!kicked && !opts.once) {
+        // A periodic full scan catches what the watcher missed, and soon (then less often) what could not be read.
+        const unreadable = engine.hasUnreadable;
+        if (!unreadable) unreadableRetry = 5_000;
         await new Promise<void>((r) => {
-          wake = r;
-          // A periodic full scan catches what the watcher missed.
           const t = setTimeout(() => {
             engine.markFullScan();
-            r();
-          }, 5 * 60_000);
+            if (unreadable) unreadableRetry = Math.min(unreadableRetry * 2, 5 * 60_000);
+            kick();
+          }, unreadable ? unreadableRetry : 5 * 60_000);
           t.unref();
+          // Woken by something else first: this timer is not needed any more.
+          wake = () => {
+            clearTimeout(t);
+            r();
+          };
         });
         wake = undefined;
         continue;

@@ -45,6 +45,7 @@ export class Engine {
   private readonly failing = new Map<string, string>();
   private readonly downloaded: SyncedRecord[] = [];
   private readonly reportedClashes = new Set<string>();
+  private unreadableSeen = false;
   private readonly progress: Progress;
 
   constructor(
@@ -64,6 +65,11 @@ export class Engine {
   /** Rescan everything on the next cycle. */
   markFullScan(): void {
     this.fullScan = true;
+  }
+
+  /** The last cycles left out something that could not be read; a full scan later retries it. */
+  get hasUnreadable(): boolean {
+    return this.unreadableSeen;
   }
 
   get hasLocalWork(): boolean {
@@ -155,6 +161,8 @@ export class Engine {
       this.scanner.loadIgnores();
       const { states: all, unreadable } = await this.scanner.walk();
       this.guardRoot(all.size);
+      this.unreadableSeen = unreadable.length > 0;
+      if (TRACE) process.stderr.write(`keepsync trace: full scan, ${all.size} local, unreadable ${unreadable.join(' ')}\n`);
       for (const l of all.values()) addLocal(l);
       // What lies in a folder that cannot be listed is unknown, not deleted: left out of this cycle.
       const hidden = (p: string) => unreadable.some((u) => u === '' || (p !== u && isWithin(p, u)));
@@ -207,6 +215,7 @@ export class Engine {
         }
       }
       for (const p of states.keys()) if (unknown.some((u) => isWithin(p, u))) states.delete(p);
+      if (unknown.length > 0) this.unreadableSeen = true;
       this.guardRoot(undefined);
     }
     return states;
@@ -263,6 +272,7 @@ export class Engine {
         // Unreadable (permissions, vanished): never treat it as deleted; leave it alone this cycle.
         this.opts.log(`cannot read ${p}: ${errorMessage(err)}; it is skipped until it can be read`);
         states.delete(p);
+        this.unreadableSeen = true;
       }
     }
   }

@@ -186,8 +186,11 @@ describe('File-system edge cases on a device', function () {
       assert.equal(desktop.read('small.txt'), 'small');
       assert.equal(desktop.exists('big/big.bin'), false);
 
-      // Room again: the download is retried and completes, live.
+      // Live, the failure is reported and retried, leaving nothing behind; with room again it completes.
       await desktop.start();
+      await waitFor('the live client to report the full disk', () => /no space left/.test(desktop.live!.stderr), 30_000);
+      assert.equal(desktop.live!.running, true, desktop.live!.stderr);
+      assert.deepEqual(leftovers(desktop.dir), []);
       fs.rmSync(desktop.p('filler.bin'));
       await waitFor('the big file to arrive', () => desktop.exists('big/big.bin'), 60_000);
       await desktop.stop();

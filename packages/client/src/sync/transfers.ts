@@ -43,7 +43,8 @@ interface Piece {
 export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index: LocalIndex, folder: LocalFolder, progress: Progress): Promise<void> {
   let writeError: { path: string; err: unknown } | undefined;
   const failed = (i: number, err: unknown) => {
-    writeError ??= { path: jobs[i].path, err };
+    // The disk's trouble is reported; anything else (the target's place taken meanwhile) is retried quietly.
+    if (DISK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) writeError ??= { path: jobs[i].path, err };
   };
   const pieces: Piece[] = [];
   jobs.forEach((job, i) => {
@@ -155,6 +156,9 @@ export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index
     throw new KeepsyncError('LOCAL_WRITE_FAILED', `cannot write ${writeError.path}: ${describeWriteError(writeError.err)}; it is downloaded again on the next try`);
   }
 }
+
+/** Errors of the disk itself, which no retry within this cycle can fix. */
+const DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
 
 function describeWriteError(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;

@@ -181,6 +181,28 @@ describe('Recovery from lost state', function () {
       }
     });
 
+    it('does not take an ordinary restart, moves or deletes for a restored backup', async () => {
+      const laptop = await s.addDevice('laptop');
+      const desktop = await s.addDevice('desktop');
+      laptop.write('docs/a.txt', 'a');
+      laptop.write('docs/sub/b.txt', 'b');
+      laptop.write('c.txt', 'c');
+      await settle(laptop, desktop);
+      fs.renameSync(laptop.p('docs'), laptop.p('moved'));
+      fs.rmSync(laptop.p('c.txt'));
+      await settle(laptop, desktop);
+      await s.server.restart();
+      desktop.write('d.txt', 'd');
+      await desktop.syncOnce();
+      for (const d of [laptop, desktop, laptop]) {
+        const r = await d.run(['sync', '--once']);
+        assert.equal(r.code, 0, r.stderr);
+        assert.doesNotMatch(r.stderr, /restored from a backup|merging/, d.name);
+      }
+      assert.equal(laptop.read('d.txt'), 'd');
+      assert.deepEqual(sortedTree(desktop.tree()), sortedTree(laptop.tree()));
+    });
+
     it('notices a restored backup even after other devices moved the server past where it was (B6)', async () => {
       const laptop = await s.addDevice('laptop');
       const tablet = await s.addDevice('tablet');

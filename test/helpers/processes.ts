@@ -21,10 +21,13 @@ function commandLine(args: string[], prefix: string[] = []): [string, string[]] 
 }
 
 /** Runs `keepsync ARGS` to completion. */
-export function keepsync(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; prefix?: string[] } = {}): Promise<RunResult> {
+export function keepsync(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; prefix?: string[]; uid?: number; gid?: number } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const [cmd, argv] = commandLine(args, opts.prefix);
-    const child = spawn(cmd, argv, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, argv, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.gid });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -48,9 +51,9 @@ export class Proc {
   stderr = '';
   readonly exited: Promise<number | null>;
 
-  constructor(args: string[], env: NodeJS.ProcessEnv = {}, prefix: string[] = []) {
-    const [cmd, argv] = commandLine(args, prefix);
-    this.child = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}, opts: { prefix?: string[]; uid?: number; gid?: number } = {}) {
+    const [cmd, argv] = commandLine(args, opts.prefix);
+    this.child = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.gid });
     this.child.stdout!.on('data', (d) => (this.stdout += d));
     this.child.stderr!.on('data', (d) => (this.stderr += d));
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));

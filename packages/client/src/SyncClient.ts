@@ -126,24 +126,47 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   /** Runs cycles on this connection; answers true when `once` is satisfied. */
   async function loop(conn: Connection): Promise<boolean> {
     let idleRounds = 0;
+    let writeBackoff = 2_000;
+    let unreadableRetry = 5_000;
     for (;;) {
       if (opts.signal?.aborted) return true;
       if (conn.closed) throw new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
       if (!kicked && !opts.once) {
+        // A periodic full scan catches what the watcher missed, and soon (then less often) what could not be read.
+        const unreadable = engine.hasUnreadable;
+        if (!unreadable) unreadableRetry = 5_000;
         await new Promise<void>((r) => {
-          wake = r;
-          // A periodic full scan catches what the watcher missed.
           const t = setTimeout(() => {
             engine.markFullScan();
-            r();
-          }, 5 * 60_000);
+            if (unreadable) unreadableRetry = Math.min(unreadableRetry * 2, 5 * 60_000);
+            kick();
+          }, unreadable ? unreadableRetry : 5 * 60_000);
           t.unref();
+          // Woken by something else first: this timer is not needed any more.
+          wake = () => {
+            clearTimeout(t);
+            r();
+          };
         });
         wake = undefined;
         continue;
       }
       kicked = false;
-      const result = await engine.cycle(conn);
+      let result;
+      try {
+        result = await engine.cycle(conn);
+      } catch (err) {
+        // Nothing a reconnect would fix (a full disk): wait longer each time, then try again.
+        if (opts.once || !isKeepsyncError(err) || err.code !== 'LOCAL_WRITE_FAILED') throw err;
+        state.lastError = errorMessage(err);
+        publish();
+        log(`${errorMessage(err)}; retrying in ${Math.round(writeBackoff / 1000)} s`);
+        await sleep(writeBackoff, opts.signal);
+        writeBackoff = Math.min(writeBackoff * 2, 60_000);
+        kicked = true;
+        continue;
+      }
+      writeBackoff = 2_000;
       state.pendingUp = result.pendingUp;
       state.pendingDown = result.pendingDown;
       if (!result.worked) {

@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'NOT_PAIRED'
   | 'USAGE'
   | 'UNAVAILABLE'
+  | 'LOCAL_WRITE_FAILED'
   | 'INTERNAL';
 
 /** An error with a stable code and a one-line message that says what to do. */

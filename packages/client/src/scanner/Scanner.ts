@@ -53,27 +53,41 @@ export class Scanner {
 
   /**
    * The state of one local path, or undefined when absent, ignored or not a
-   * file/folder. A wire path (NFC) finds the file under the name it has on
-   * disk when that differs only in Unicode normalization (NFD on Linux).
+   * file/folder. A wire path (NFC) finds a file whose name on disk is in
+   * another Unicode normalization; a name that is not the NFC one while the
+   * NFC one exists too is a clash and answers undefined. Throws when the
+   * path cannot be looked at (permissions): that is not an absence.
    */
   async stat(localPath: string): Promise<LocalState | undefined> {
-    const found = await this.lstatAnyForm(localPath);
-    return found && this.toState(found.localPath, found.st);
+    const st = await fsp.lstat(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+      throw err;
+    });
+    if (!st) {
+      const onDisk = await this.findOtherForm(localPath);
+      return onDisk === undefined ? undefined : this.stat(onDisk);
+    }
+    const state = this.toState(localPath, st);
+    if (state && state.localPath !== state.path && (await fsp.lstat(this.abs(state.path)).catch(() => undefined))) {
+      this.clashes.push(localPath);
+      return undefined;
+    }
+    return state;
   }
 
-  private async lstatAnyForm(localPath: string): Promise<{ localPath: string; st: fs.Stats } | undefined> {
-    const st = await fsp.lstat(this.abs(localPath)).catch(() => undefined);
-    if (st || /^[\x00-\x7f]*$/.test(localPath)) return st && { localPath, st };
-    let cur = '';
-    for (const segment of localPath.split('/')) {
-      const names = await fsp.readdir(cur ? this.abs(cur) : this.root).catch(() => undefined);
-      const want = segment.normalize('NFC');
-      const name = names?.includes(segment) ? segment : names?.find((n) => n.normalize('NFC') === want);
-      if (!name) return undefined;
-      cur = cur ? `${cur}/${name}` : name;
+  /** The name on disk of `localPath` when it exists only in another Unicode normalization. */
+  private async findOtherForm(localPath: string): Promise<string | undefined> {
+    // Only names beyond ASCII have other normalizations.
+    if (/^[\x00-\x7f]*$/.test(localPath)) return undefined;
+    let found = '';
+    for (const part of localPath.split('/')) {
+      const names = await fsp.readdir(found ? this.abs(found) : this.root).catch(() => [] as string[]);
+      const want = part.normalize('NFC');
+      const name = names.includes(part) ? part : names.find((n) => n.normalize('NFC') === want);
+      if (name === undefined) return undefined;
+      found = found ? `${found}/${name}` : name;
     }
-    const found = await fsp.lstat(this.abs(cur)).catch(() => undefined);
-    return found && { localPath: cur, st: found };
+    return found === localPath ? undefined : found;
   }
 
   private toState(localPath: string, st: fs.Stats): LocalState | undefined {
@@ -110,8 +124,15 @@ export class Scanner {
         if (!st) continue;
         const state = this.toState(rel, st);
         if (!state) continue;
-        if (out.has(state.path)) {
-          this.clashes.push(rel);
+        const other = out.get(state.path);
+        if (other) {
+          // Two names for one wire path: the NFC one is synced, the other is reported.
+          if (state.kind === 'file' && other.kind === 'file' && other.localPath !== other.path && state.localPath === state.path) {
+            this.clashes.push(other.localPath);
+            out.set(state.path, state);
+          } else {
+            this.clashes.push(rel);
+          }
           continue;
         }
         out.set(state.path, state);

@@ -1,5 +1,5 @@
 import {
-  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isWithin, packManifest, unpackManifest,
+  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isKeepsyncError, isWithin, packManifest, unpackManifest,
   type ChunkRef, type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex, RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
@@ -46,6 +46,8 @@ export class Engine {
   private readonly downloaded: SyncedRecord[] = [];
   /** Folders this device removed itself in the last seconds, for wasFolder. */
   private readonly removedFolders = new Map<string, number>();
+  private readonly reportedClashes = new Set<string>();
+  private unreadableSeen = false;
   private readonly progress: Progress;
   /** Downloads cut off by a lost connection, resumed on the next cycle. */
   private readonly partials: PartialDownloads;
@@ -81,6 +83,11 @@ export class Engine {
   /** Rescan everything on the next cycle. */
   markFullScan(): void {
     this.fullScan = true;
+  }
+
+  /** The last cycles left out something that could not be read; a full scan later retries it. */
+  get hasUnreadable(): boolean {
+    return this.unreadableSeen;
   }
 
   get hasLocalWork(): boolean {
@@ -172,21 +179,36 @@ export class Engine {
       this.scanner.loadIgnores();
       const { states: all, unreadable } = await this.scanner.walk();
       this.guardRoot(all.size);
+      this.unreadableSeen = unreadable.length > 0;
+      if (TRACE) process.stderr.write(`keepsync trace: full scan, ${all.size} local, unreadable ${unreadable.join(' ')}\n`);
       for (const l of all.values()) addLocal(l);
-      for (const s of this.index.allSynced()) if (!unreadable.some((u) => u === '' || isWithin(s.path, u))) get(s.path).synced = s;
-      for (const r of this.index.allRemote()) get(r.path).remote = r;
+      // What lies in a folder that cannot be listed is unknown, not deleted: left out of this cycle.
+      const hidden = (p: string) => unreadable.some((u) => u === '' || (p !== u && isWithin(p, u)));
+      for (const s of this.index.allSynced()) if (!hidden(s.path)) get(s.path).synced = s;
+      for (const r of this.index.allRemote()) if (!hidden(r.path)) get(r.path).remote = r;
       this.dirtyRemote.clear();
     } else {
       const dirty = [...this.dirtyLocal];
       this.dirtyLocal.clear();
       if (dirty.some((p) => p === '.keepsyncignore')) this.scanner.loadIgnores();
+      // Paths that could not be looked at (permissions): they and what lies under them sit this cycle out.
+      const unknown: string[] = [];
+      const stat = async (p: string) => {
+        try {
+          return await this.scanner.stat(p);
+        } catch {
+          unknown.push(p.normalize('NFC'));
+          return undefined;
+        }
+      };
       for (const p of dirty) {
-        const l = await this.scanner.stat(p);
+        const l = await stat(p);
         const wire = l?.path;
         if (l) addLocal(l);
         if (l?.kind === 'dir') {
-          const { states: under } = await this.scanner.walk(l.localPath);
+          const { states: under, unreadable } = await this.scanner.walk(l.localPath);
           for (const u of under.values()) addLocal(u);
+          for (const u of unreadable) for (const s of [...this.index.syncedUnder(u.normalize('NFC')), ...this.index.remoteUnder(u.normalize('NFC'))]) unknown.push(s.path);
         }
         const key = wire ?? (p.normalize('NFC') as RelPath);
         get(key);
@@ -200,16 +222,18 @@ export class Engine {
         st.remote = this.index.remote(p);
         if (!st.local && st.synced) {
           // Not seen by a walk above: stat it (a parent may hold it under another name).
-          const l = await this.scanner.stat(p);
+          const l = await stat(p);
           if (l) st.local = l;
         }
       }
       for (const st of states.values()) {
         if (!st.local && st.remote && !st.remote.deleted) {
-          const l = await this.scanner.stat(st.remote.path);
+          const l = await stat(st.remote.path);
           if (l) st.local = l;
         }
       }
+      for (const p of states.keys()) if (unknown.some((u) => isWithin(p, u))) states.delete(p);
+      if (unknown.length > 0) this.unreadableSeen = true;
       this.guardRoot(undefined);
     }
     return states;
@@ -223,7 +247,7 @@ export class Engine {
   private async gatherVanishedAncestors(p: RelPath, get: (p: RelPath) => PathStates): Promise<void> {
     for (let slash = p.lastIndexOf('/'); slash > 0; slash = p.lastIndexOf('/', slash - 1)) {
       const dir = p.slice(0, slash) as RelPath;
-      if (this.index.synced(dir)?.kind !== 'dir' || (await this.scanner.stat(dir))) return;
+      if (this.index.synced(dir)?.kind !== 'dir' || (await this.scanner.stat(dir).catch(() => 'unknown'))) return;
       get(dir);
       for (const s of this.index.syncedUnder(dir)) get(s.path);
     }
@@ -246,6 +270,15 @@ export class Engine {
     if (known !== root) this.index.setMeta('root', root);
   }
 
+  /** Tells once about each local name skipped because another name maps to the same wire path. */
+  private reportClashes(): void {
+    for (const c of this.scanner.clashes.splice(0)) {
+      if (this.reportedClashes.has(c)) continue;
+      this.reportedClashes.add(c);
+      this.opts.log(`${c} is not synced: its name and another in the same folder differ only in Unicode normalization; rename one of them`);
+    }
+  }
+
   /** Hashes the files whose content the planner must know. */
   private async hashWhereNeeded(states: Map<RelPath, PathStates>): Promise<void> {
     for (const [p, st] of states) {
@@ -257,6 +290,7 @@ export class Engine {
         // Unreadable (permissions, vanished): never treat it as deleted; leave it alone this cycle.
         this.opts.log(`cannot read ${p}: ${errorMessage(err)}; it is skipped until it can be read`);
         states.delete(p);
+        this.unreadableSeen = true;
       }
     }
   }
@@ -279,6 +313,7 @@ export class Engine {
   private async pass(conn: Connection): Promise<CycleResult> {
     await this.pull(conn);
     const states = await this.gather();
+    this.reportClashes();
     await this.hashWhereNeeded(states);
     const skip = new Set<string>();
     for (const [p, st] of states) {
@@ -299,8 +334,13 @@ export class Engine {
     const large = actions.length > 200 || actions.some((a) => a.kind === 'download' && a.remote.size > 64 * 1024 * 1024);
     if (large) this.progress.begin(ups.length, downs.length);
     try {
-      await this.applyRemote(downs, conn);
+      // A download that cannot be written here (a full disk) does not hold back this device's own changes.
+      const failed = await this.applyRemote(downs, conn).then(() => undefined, (err: unknown) => {
+        if (isKeepsyncError(err) && err.code === 'LOCAL_WRITE_FAILED') return err;
+        throw err;
+      });
       await this.pushLocal(ups, conn);
+      if (failed) throw failed;
     } catch (err) {
       // Cut off (a lost connection): every path of this plan is looked at again next cycle.
       for (const a of actions) {

@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { KeepsyncError, sha256Hex, unpackManifest, type Manifest, type RelPath } from '@keepsync/protocol';
+import { KeepsyncError, errorMessage, sha256Hex, unpackManifest, type Manifest, type RelPath } from '@keepsync/protocol';
 import type { LocalIndex } from '../index/LocalIndex.js';
 import type { LocalFolder, PendingWrite, Expected } from '../folder/LocalFolder.js';
 import type { Connection } from '../transport/Connection.js';
@@ -99,6 +99,11 @@ export async function downloadFiles(
   fetcher.start();
 
   let lost: unknown;
+  let writeError: { path: string; err: unknown } | undefined;
+  const failedWrite = (i: number, err: unknown) => {
+    // The disk's trouble is reported; anything else (the target's place taken meanwhile) is retried quietly.
+    if (DISK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) writeError ??= { path: jobs[i].path, err };
+  };
   const one = async (i: number) => {
     const job = jobs[i];
     let st: Partial | undefined = resumed.get(i);
@@ -113,12 +118,13 @@ export async function downloadFiles(
         st.bytes += data.byteLength;
       }
     } catch (err) {
-      if (conn.closed || lost !== undefined) {
+      if ((conn.closed || lost !== undefined) && !DISK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) {
         lost ??= err;
         // Resumable: what is in the file was verified chunk by chunk.
         if (st) partials.keep(job.localPath, st);
         return;
       }
+      failedWrite(i, err);
       failed = true;
     } finally {
       for (const c of pieces[i].slice(st?.pieces ?? 0)) if (c.occ >= 0) fetcher.release(c.occ);
@@ -129,7 +135,12 @@ export async function downloadFiles(
       job.onDone(undefined);
       return;
     }
-    const stat = await folder.commit(st.w, job.localPath, job.mtime, job.exec, job.expect);
+    let stat;
+    try {
+      stat = await folder.commit(st.w, job.localPath, job.mtime, job.exec, job.expect);
+    } catch (err) {
+      failedWrite(i, err);
+    }
     job.onDone(stat ? { ino: stat.ino, mtime: stat.mtimeMs } : undefined);
   };
   try {
@@ -138,6 +149,20 @@ export async function downloadFiles(
     fetcher.stop();
   }
   if (lost !== undefined) throw lost instanceof Error ? lost : new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
+  if (writeError) {
+    throw new KeepsyncError('LOCAL_WRITE_FAILED', `cannot write ${writeError.path}: ${describeWriteError(writeError.err)}; it is downloaded again on the next try`);
+  }
+}
+
+/** Errors of the disk itself, which no retry within this cycle can fix. */
+const DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
+
+function describeWriteError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return 'no space left on the disk; free some space';
+  if (code === 'EROFS') return 'the disk is read-only';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  return errorMessage(err);
 }
 
 async function readLocal(hash: string, size: number, index: LocalIndex, folder: LocalFolder): Promise<Buffer | undefined> {

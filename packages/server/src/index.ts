@@ -23,3 +23,6 @@ export type { ServerState } from "./settings/serverState.js";
 export { createApp, MAX_JSON_BODY } from "./http/app.js";
 export type { AppDeps, Presence } from "./http/app.js";
 export { pairingLink } from "./http/api/devices.js";
+export { SyncService } from "./sync/SyncService.js";
+export type { MetadataStore, MetadataTx } from "./sync/MetadataStore.js";
+export type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from "./sync/model.js";

@@ -267,7 +267,7 @@ export class Engine {
     for (const a of actions) {
       switch (a.kind) {
         case 'rename-local': {
-          const st = await this.folder.rename(a.local.localPath, a.to, expectOf(a.synced));
+          const st = await this.folder.rename(a.local.localPath, a.to, expectOf(a.local));
           if (st) this.index.tx(() => this.followMove(a.from, a.to));
           else this.markLocal(a.local.localPath);
           break;
@@ -304,7 +304,7 @@ export class Engine {
     // Deepest first, so folders are empty when their turn comes.
     deletes.sort((x, y) => (x.path < y.path ? 1 : x.path > y.path ? -1 : 0));
     for (const a of deletes) {
-      const done = a.local.kind === 'dir' ? await this.folder.removeDir(a.local.localPath) : await this.folder.removeFile(a.local.localPath, expectOf(a.synced));
+      const done = a.local.kind === 'dir' ? await this.folder.removeDir(a.local.localPath) : await this.folder.removeFile(a.local.localPath, expectOf(a.local));
       if (done || a.local.kind === 'dir') this.index.deleteSynced(a.path);
       if (!done && a.local.kind === 'file') this.markLocal(a.local.localPath);
     }
@@ -336,7 +336,7 @@ export class Engine {
       manifest = resolveManifest(answer.manifest, base);
     }
     const localPath = a.local?.localPath ?? a.path;
-    const expect = a.local && a.synced ? expectOf(a.synced) : { absent: true };
+    const expect = a.local ? expectOf(a.local) : { absent: true };
     const full = manifest;
     return {
       path: a.path, localPath, manifest: full, hash: r.hash, mtime: r.mtime, exec: r.exec, expect,
@@ -450,10 +450,14 @@ export class Engine {
         break;
       case 'push-move':
         this.index.rebaseSynced(a.from, a.to);
-        // The server moved whatever it had under the folder, newer changes included: follow it.
-        for (const old of this.index.remoteUnder(a.from)) {
-          this.index.putRemote({ ...old, deleted: true });
-          if (!old.deleted) this.index.putRemote({ ...old, path: (a.to + old.path.slice(a.from.length)) as RelPath, from: null });
+        // The server moved what it had under the folder, which may differ from
+        // what this device knew (a delete it had not pulled yet). Until the
+        // changes feed says what arrived, nothing counts as there: the next
+        // pull brings every moved entry, and whatever it does not bring was
+        // gone on the server.
+        for (const old of this.index.remoteUnder(a.from)) this.index.putRemote({ ...old, deleted: true });
+        for (const s of this.index.syncedUnder(a.to)) {
+          this.index.putRemote({ path: s.path, kind: s.kind, deleted: true, seq: 0, version: 0, hash: '', size: 0, mtime: 0, exec: false, from: null, manifest: null });
         }
         remote(a.from, { kind: a.synced.kind, deleted: true, seq: r.seq });
         remote(a.to, { kind: a.synced.kind, seq: r.seq, version: a.synced.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime, exec: a.synced.exec });
@@ -510,7 +514,12 @@ function statKey(l: LocalState | undefined): string {
   return l ? `${l.kind}:${l.size}:${l.mtime}:${l.ino}` : 'absent';
 }
 
-function expectOf(s: SyncedRecord) {
+/**
+ * What a local file must still be for the engine to replace, move or delete
+ * it: as the planner saw it. The planner only plans that for a file whose
+ * content is what was last synced (a touch keeps the content, not the stat).
+ */
+function expectOf(s: LocalState) {
   return s.kind === 'dir' ? { kind: 'dir' as const } : { size: s.size, mtime: s.mtime, ino: s.ino };
 }
 

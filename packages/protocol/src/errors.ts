@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'PAIRING_INVALID'
   | 'RATE_LIMITED'
   | 'FOLDER_ROOT_MISSING'
+  | 'DISK_FULL'
   | 'NOT_PAIRED'
   | 'USAGE'
   | 'UNAVAILABLE'

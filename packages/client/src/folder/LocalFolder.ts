@@ -166,12 +166,19 @@ export class LocalFolder {
     }
   }
 
-  /** Removes `.keepsync-*` leftovers of an interrupted run. */
-  async cleanTemps(dirs: Iterable<string>): Promise<void> {
-    for (const d of dirs) {
-      const abs = d ? this.abs(d) : this.root;
-      const names = await fsp.readdir(abs).catch(() => [] as string[]);
-      for (const n of names) if (n.startsWith(TEMP_PREFIX)) await fsp.rm(path.join(abs, n), { force: true });
+  /**
+   * Removes `.keepsync-*` leftovers of an interrupted run (a crash mid-download)
+   * anywhere in the folder. Symbolic links are not followed.
+   */
+  async cleanTemps(): Promise<void> {
+    const stack = [this.root];
+    while (stack.length > 0) {
+      const dir = stack.pop()!;
+      const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => [] as fs.Dirent[]);
+      for (const e of entries) {
+        if (e.name.startsWith(TEMP_PREFIX) && e.isFile()) await fsp.rm(path.join(dir, e.name), { force: true });
+        else if (e.isDirectory()) stack.push(path.join(dir, e.name));
+      }
     }
   }
 }

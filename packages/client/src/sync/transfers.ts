@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
-  MAX_HASHES_PER_REQUEST, packHashes, sha256Hex, unpackManifest, type Manifest, type RelPath,
+  KeepsyncError, MAX_HASHES_PER_REQUEST, errorMessage, packHashes, sha256Hex, unpackManifest, type Manifest, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex } from '../index/LocalIndex.js';
 import type { LocalFolder, PendingWrite, Expected } from '../folder/LocalFolder.js';
@@ -37,12 +37,33 @@ interface Piece {
  * each verified by hash; every file is checked whole before it is renamed in.
  */
 export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index: LocalIndex, folder: LocalFolder, progress: Progress): Promise<void> {
+  const writes = new Map<number, { w: PendingWrite; h: ReturnType<typeof createHash>; failed: boolean }>();
+  let full: { path: string; err: unknown } | undefined;
+  try {
+    await download(jobs, conn, index, folder, progress, writes, (path, err) => (full ??= { path, err }));
+  } finally {
+    // Cut short (a lost connection, a full disk): no temporary file stays behind.
+    for (const st of writes.values()) await folder.abort(st.w);
+    writes.clear();
+  }
+  if (full) {
+    throw new KeepsyncError('DISK_FULL', `no space left on the disk for ${full.path} (${errorMessage(full.err)}); free some space, the download resumes on the next sync`);
+  }
+}
+
+/** Errors that mean the disk (or quota) is full: the download is dropped and reported. */
+const FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+async function download(
+  jobs: DownloadJob[], conn: Connection, index: LocalIndex, folder: LocalFolder, progress: Progress,
+  writes: Map<number, { w: PendingWrite; h: ReturnType<typeof createHash>; failed: boolean }>,
+  onFull: (path: string, err: unknown) => void,
+): Promise<void> {
   const pieces: Piece[] = [];
   jobs.forEach((job, i) => {
     const chunks = unpackManifest(job.manifest);
     chunks.forEach((c, k) => pieces.push({ job: i, hash: c.hash, size: c.size, last: k === chunks.length - 1 }));
   });
-  const writes = new Map<number, { w: PendingWrite; h: ReturnType<typeof createHash>; failed: boolean }>();
   const finish = async (i: number) => {
     const job = jobs[i];
     const st = writes.get(i);
@@ -62,7 +83,14 @@ export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index
   };
   // Empty files have no pieces.
   await parallel(jobs.map((j, i) => ({ j, i })).filter(({ j }) => j.manifest.byteLength === 0), WRITE_PARALLEL, async ({ i }) => {
-    await open(i);
+    try {
+      await open(i);
+    } catch (err) {
+      if (!FULL.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      onFull(jobs[i].path, err);
+      jobs[i].onDone(undefined);
+      return;
+    }
     await finish(i);
   });
 
@@ -107,7 +135,8 @@ export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index
       let st;
       try {
         st = await open(i);
-      } catch {
+      } catch (err) {
+        if (FULL.has((err as NodeJS.ErrnoException).code ?? '')) onFull(jobs[i].path, err);
         jobs[i].onDone(undefined);
         return;
       }
@@ -117,7 +146,13 @@ export async function downloadFiles(jobs: DownloadJob[], conn: Connection, index
           st.failed = true;
         } else if (!st.failed) {
           st.h.update(data);
-          await st.w.fh.write(data);
+          try {
+            await st.w.fh.write(data);
+          } catch (err) {
+            st.failed = true;
+            if (!FULL.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+            onFull(jobs[i].path, err);
+          }
         }
         if (p.last) await finish(i);
       }

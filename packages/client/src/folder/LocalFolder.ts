@@ -126,6 +126,14 @@ export class LocalFolder {
     return fsp.lstat(this.abs(localPath));
   }
 
+  /** Sets a file's modification time if it still matches `exp`; answers its new stat. */
+  async setMtime(localPath: string, mtime: number, exp: Expected): Promise<fs.Stats | undefined> {
+    if (!(await this.matches(localPath, exp))) return undefined;
+    const when = new Date(mtime);
+    await fsp.utimes(this.abs(localPath), when, when);
+    return fsp.lstat(this.abs(localPath));
+  }
+
   /** Removes a file only if it is still what the index last synced. */
   async removeFile(localPath: string, exp: Expected): Promise<boolean> {
     if (!(await this.matches(localPath, exp))) return false;

@@ -280,7 +280,12 @@ export class Engine {
         case 'adopt': {
           const r = a.remote && !a.remote.deleted ? a.remote : undefined;
           const s = a.synced;
-          const l = a.local;
+          let l = a.local;
+          // The same bytes arrived from both sides (A7): the server's version is kept, so is its mtime.
+          if (r?.kind === 'file' && l.kind === 'file' && s?.version !== r.version && Math.round(l.mtime) !== r.mtime) {
+            const st = await this.folder.setMtime(l.localPath, r.mtime, expectOf(l));
+            if (st) l = { ...l, mtime: st.mtimeMs };
+          }
           if (r) this.index.putSynced({ ...syncedFromRemote(r, l.ino, l.mtime), size: l.size, manifest: r.manifest ?? s?.manifest ?? (l.content ? packManifest(l.content.chunks) : null) });
           else if (s) this.index.putSynced({ ...s, size: l.size, mtime: l.mtime, ino: l.ino, exec: l.exec });
           break;

@@ -14,9 +14,9 @@ import { Rng } from '../chaos/rng.js';
  * lengths, unknown messages, hostile paths, wrong and revoked tokens, random
  * API bodies. Meanwhile a real device keeps syncing; afterwards the server
  * still runs, wrote nothing outside its data dir, and its memory grew little.
- * KEEPSYNC_FUZZ_FRAMES scales the run (default 400 frames).
+ * KEEPSYNC_FUZZ_FRAMES scales the run (default 300 frames).
  */
-const FRAMES = Number(process.env.KEEPSYNC_FUZZ_FRAMES ?? 400);
+const FRAMES = Number(process.env.KEEPSYNC_FUZZ_FRAMES ?? 300);
 const SEED = Number(process.env.KEEPSYNC_FUZZ_SEED ?? 7);
 const MARKER = 'keepsync-fuzz-escape';
 

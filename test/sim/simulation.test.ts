@@ -3,11 +3,11 @@ import { Simulation } from './simulation.js';
 
 /**
  * The deterministic simulation (see simulation.ts for what it covers):
- * KEEPSYNC_SIM_SEEDS seeds (default 600) of 3 devices × 60 steps with crashes
+ * KEEPSYNC_SIM_SEEDS seeds (default 400) of 3 devices × 60 steps with crashes
  * mid-cycle and lost push answers; each must converge and lose nothing, and
  * the same seed twice must end in the same state.
  */
-const SEEDS = Number(process.env.KEEPSYNC_SIM_SEEDS ?? 600);
+const SEEDS = Number(process.env.KEEPSYNC_SIM_SEEDS ?? 400);
 const FIRST = Number(process.env.KEEPSYNC_SIM_FIRST_SEED ?? 1);
 
 describe('Simulation of devices and the server (deterministic)', function () {

@@ -43,6 +43,7 @@ export class Engine {
   private fullScan = true;
   /** Paths whose last push failed, with the stat that failed, to avoid hot loops. */
   private readonly failing = new Map<string, string>();
+  private readonly clashesReported = new Set<string>();
   private readonly progress: Progress;
 
   constructor(
@@ -125,6 +126,7 @@ export class Engine {
       this.scanner.loadIgnores();
       const { states: all, unreadable } = await this.scanner.walk();
       this.guardRoot(all.size);
+      this.reportClashes();
       for (const l of all.values()) addLocal(l);
       for (const s of this.index.allSynced()) if (!unreadable.some((u) => u === '' || isWithin(s.path, u))) get(s.path).synced = s;
       for (const r of this.index.allRemote()) get(r.path).remote = r;
@@ -179,6 +181,15 @@ export class Engine {
       if (this.index.synced(dir)?.kind !== 'dir' || (await this.scanner.stat(dir))) return;
       get(dir);
       for (const s of this.index.syncedUnder(dir)) get(s.path);
+    }
+  }
+
+  /** Names skipped because a twin differing only in Unicode normalization holds their wire path: said once each. */
+  private reportClashes(): void {
+    for (const c of this.scanner.clashes.splice(0)) {
+      if (this.clashesReported.has(c)) continue;
+      this.clashesReported.add(c);
+      this.opts.log(`${c} is not synced: another name in its folder differs from it only in Unicode normalization; rename one of them`);
     }
   }
 

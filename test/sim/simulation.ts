@@ -225,6 +225,9 @@ export class Simulation {
     switch (a.kind) {
       case 'rename-local': {
         if (!matches(a.from, a.local) || d.fs.has(a.to)) return;
+        // As LocalFolder.rename: parents are created, never through a file.
+        for (let dir = parentOf(a.to); dir; dir = parentOf(dir)) if (d.fs.get(dir)?.kind === 'file') return;
+        for (let dir = parentOf(a.to); dir; dir = parentOf(dir)) if (!d.fs.has(dir)) d.fs.set(dir, { kind: 'dir', data: Buffer.alloc(0), hash: '', ino: this.ino++, mtime: 0 });
         for (const [q, n] of [...d.fs].filter(([q]) => within(q, a.from))) {
           d.fs.delete(q);
           d.fs.set(a.to + q.slice(a.from.length), n);

@@ -110,8 +110,11 @@ export class LocalFolder {
         await fsp.rm(w.tmp, { force: true });
         return undefined;
       }
+      // The stat of what was written, taken before it becomes visible: a save
+      // made right after the rename must show up as a change, not be taken for ours.
+      const written = await fsp.lstat(w.tmp);
       await fsp.rename(w.tmp, w.target);
-      return await fsp.lstat(w.target);
+      return written;
     } catch (err) {
       await fsp.rm(w.tmp, { force: true });
       throw err;
@@ -131,7 +134,9 @@ export class LocalFolder {
     if (!(await this.matches(localPath, exp))) return undefined;
     const when = new Date(mtime);
     await fsp.utimes(this.abs(localPath), when, when);
-    return fsp.lstat(this.abs(localPath));
+    const st = await fsp.lstat(this.abs(localPath));
+    // Saved again meanwhile: not ours to record.
+    return st.mtimeMs === mtime && st.size === exp.size && st.ino === exp.ino ? st : undefined;
   }
 
   /** Removes a file only if it is still what the index last synced. */
@@ -155,8 +160,10 @@ export class LocalFolder {
   async rename(from: string, to: string, exp: Expected): Promise<fs.Stats | undefined> {
     if (!(await this.matches(from, exp)) || !(await this.matches(to, { absent: true }))) return undefined;
     await this.ensureParents(to);
+    // As in commit: the stat from before the rename, so a save right after it counts as a change.
+    const moved = await fsp.lstat(this.abs(from));
     await fsp.rename(this.abs(from), this.abs(to));
-    return fsp.lstat(this.abs(to));
+    return moved;
   }
 
   /** Reads `size` bytes at `offset` of a file, or undefined when it cannot. */

@@ -55,7 +55,7 @@ export class MemoryMetadataStore implements MetadataStore {
     return this.data.folders.map((f) => ({ ...f }));
   }
 
-  async ensureFolder(name: string, epoch: string): Promise<Folder> {
+  async ensureFolder(name: string, epoch: string, _now?: number): Promise<Folder> {
     if (!this.data.folders.some((f) => f.name === name)) this.data.folders.push({ id: this.data.folders.length + 1, name, epoch, seq: 0 });
     return (await this.folderByName(name))!;
   }

@@ -101,6 +101,10 @@ export class MemoryMetadataStore implements MetadataStore {
   }
 
   async activity(): Promise<void> {}
+
+  async liveChildren(folderId: number, dir: RelPath | undefined) {
+    return (await this.liveUnder(folderId, dir)).filter((e) => !e.path.slice(dir ? dir.length + 1 : 0).includes('/'));
+  }
 }
 
 class MemoryTx implements MetadataTx {
@@ -164,6 +168,29 @@ class MemoryTx implements MetadataTx {
   }
 
   async activity(): Promise<void> {}
+
+  async trashedUnder(folderId: number, dir: RelPath, deviceId: number | null, since: number) {
+    return this.d.trash.filter((t) => t.folderId === folderId && t.state === 'trashed' && under(t.path, dir) && t.deviceId === deviceId && t.deletedAt >= since).map((t) => ({ ...t }));
+  }
+
+  async mergeTrashItems(into: number, from: readonly TrashItemRecord[]) {
+    const target = this.d.trash.find((t) => t.id === into)!;
+    for (const f of from) {
+      target.size += f.size;
+      target.files += f.files;
+      for (const e of this.d.trashEntries) if (e.trashItemId === f.id) e.trashItemId = into;
+    }
+    const gone = new Set(from.map((f) => f.id));
+    this.d.trash = this.d.trash.filter((t) => !gone.has(t.id));
+  }
+
+  async purgeTrashItem(id: number) {
+    const item = this.d.trash.find((t) => t.id === id);
+    if (!item || item.state !== 'trashed') return false;
+    item.state = 'purged';
+    this.d.trashEntries = this.d.trashEntries.filter((e) => e.trashItemId !== id);
+    return true;
+  }
 }
 
 /** Chunks in memory, verified by hash like the disk store. */
@@ -189,7 +216,17 @@ export class MemoryContentStore implements ContentStore {
     this.chunks.delete(hash);
   }
 
+  async deleteUnused(hash: string) {
+    const size = this.chunks.get(hash)?.byteLength ?? 0;
+    this.chunks.delete(hash);
+    return size;
+  }
+
   async *list() {
-    for (const [hash, data] of this.chunks) yield { hash, size: data.byteLength };
+    for (const [hash, data] of this.chunks) yield { hash, size: data.byteLength, usedAt: 0 };
+  }
+
+  async usage() {
+    return { chunks: this.chunks.size, bytes: [...this.chunks.values()].reduce((n, d) => n + d.byteLength, 0) };
   }
 }

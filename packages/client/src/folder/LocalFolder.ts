@@ -181,6 +181,11 @@ export class LocalFolder {
     }
   }
 
+  /** Removes one `.keepsync-*` leftover (nothing else). */
+  async removeTemp(localPath: string): Promise<void> {
+    if (path.basename(localPath).startsWith(TEMP_PREFIX)) await fsp.rm(this.abs(localPath), { force: true });
+  }
+
   /**
    * Removes `.keepsync-*` leftovers of an interrupted run (a crash mid-download)
    * anywhere in the folder. Symbolic links are not followed.

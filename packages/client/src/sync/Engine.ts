@@ -127,6 +127,9 @@ export class Engine {
       const { states: all, unreadable } = await this.scanner.walk();
       this.guardRoot(all.size);
       this.reportClashes();
+      // No download runs while a cycle gathers: a temporary file now is a leftover
+      // (a download cut off in a folder that was moved meanwhile).
+      for (const t of this.scanner.temps.splice(0)) await this.folder.removeTemp(t);
       for (const l of all.values()) addLocal(l);
       for (const s of this.index.allSynced()) if (!unreadable.some((u) => u === '' || isWithin(s.path, u))) get(s.path).synced = s;
       for (const r of this.index.allRemote()) get(r.path).remote = r;

@@ -260,6 +260,9 @@ export class Engine {
     for (const [p, st] of states) {
       if (!st.local && st.synced?.kind === 'dir' && !touched.has(p) && !skip.has(p)) this.markLocal(p);
     }
+    // A folder move takes everything under both names off this plan; what else
+    // changed in there (a file edited or moved in while offline) is seen on a rescan.
+    if (actions.some((a) => (a.kind === 'push-move' || a.kind === 'rename-local') && a.local.kind === 'dir')) this.fullScan = true;
     const ups = actions.filter((a) => a.kind.startsWith('push-'));
     const downs = actions.filter((a) => !a.kind.startsWith('push-'));
     const large = actions.length > 200 || actions.some((a) => a.kind === 'download' && a.remote.size > 64 * 1024 * 1024);

@@ -328,7 +328,8 @@ export class Engine {
     for (const a of deletes) {
       const done = a.local.kind === 'dir' ? await this.folder.removeDir(a.local.localPath) : await this.folder.removeFile(a.local.localPath, expectOf(a.local));
       if (done || a.local.kind === 'dir') this.index.deleteSynced(a.path);
-      if (!done && a.local.kind === 'file') this.markLocal(a.local.localPath);
+      // Not removed (changed meanwhile, or a folder that still holds something): looked at again.
+      if (!done) this.markLocal(a.local.localPath);
     }
   }
 

@@ -94,8 +94,6 @@ class ChaosRun implements Ctx {
 
   async go(): Promise<ChaosReport> {
     const { opts, rng } = this;
-    // Device processes log every cycle's plan, shown when a seed fails.
-    process.env.KEEPSYNC_TRACE ??= '1';
     this.s = await scenario(opts.kind);
     this.index = await ServerIndex.open(this.s.server);
     for (let i = 0; i < opts.devices; i++) {
@@ -104,7 +102,7 @@ class ChaosRun implements Ctx {
       this.devices.push(d);
       this.output.set(d, []);
     }
-    for (const d of this.devices) await d.start();
+    for (const d of this.devices) await traced(() => d.start());
     for (this.opNo = 1; this.opNo <= opts.ops; this.opNo++) {
       await this.revive();
       await chooseOp(this);
@@ -234,7 +232,7 @@ class ChaosRun implements Ctx {
       if (until === undefined || (!all && this.opNo < until)) continue;
       this.downUntil.delete(d);
       this.note(`${d.name}: restart`);
-      d.live = new Proc(['sync', '--quiet', '--home', d.home]);
+      d.live = new Proc(['sync', '--quiet', '--home', d.home], TRACE);
     }
   }
 
@@ -346,6 +344,21 @@ class ChaosRun implements Ctx {
   async cleanup(): Promise<void> {
     await this.index?.close().catch(() => {});
     await this.s?.cleanup().catch(() => {});
+  }
+}
+
+/** Device processes log every cycle's plan, shown when a seed fails. */
+const TRACE = { KEEPSYNC_TRACE: '1' };
+
+/** Runs `fn` (which spawns a device process synchronously) with tracing on for that process only. */
+function traced<T>(fn: () => T): T {
+  const old = process.env.KEEPSYNC_TRACE;
+  process.env.KEEPSYNC_TRACE = TRACE.KEEPSYNC_TRACE;
+  try {
+    return fn();
+  } finally {
+    if (old === undefined) delete process.env.KEEPSYNC_TRACE;
+    else process.env.KEEPSYNC_TRACE = old;
   }
 }
 

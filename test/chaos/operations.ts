@@ -153,7 +153,7 @@ const ops: Array<readonly [number, string, Op]> = [
     const { files, dirs } = listing(d);
     const rel = ctx.rng.pick(files);
     const dir = ctx.rng.pick(['', ...DIRS, ...dirs]);
-    const to = join(dir, path.posix.basename(rel));
+    const to = join(dir, spelled(d, dir, path.posix.basename(rel)));
     if (exists(d, to) || exists(d, dir)?.isFile()) return undefined;
     fs.mkdirSync(d.p(dir || '.'), { recursive: true });
     fs.renameSync(d.p(rel), d.p(to));

@@ -12,8 +12,8 @@ describe('Chaos (fixed seeds)', function () {
   this.timeout(240_000);
   forEachDatabase((kind) => {
     for (const seed of SEEDS) {
-      it(`seed ${seed}: 3 devices × 40 operations with faults lose nothing and converge`, async () => {
-        await runChaos({ seed, devices: 3, ops: 40, kind });
+      it(`seed ${seed}: 3 devices × 30 operations with faults lose nothing and converge`, async () => {
+        await runChaos({ seed, devices: 3, ops: 30, kind });
       });
     }
   });

@@ -43,7 +43,9 @@ export class ServerIndex {
     }
     const db = new Database(path.join(server.dataDir, 'keepsync.db'), { readonly: true, fileMustExist: true });
     db.pragma('busy_timeout = 5000');
-    return new ServerIndex(async (sql, args) => db.prepare(sql).all(...args) as Row[], async () => db.close());
+    return new ServerIndex(async (sql, args) => db.prepare(sql).all(...args) as Row[], async () => {
+      db.close();
+    });
   }
 
   close(): Promise<void> {

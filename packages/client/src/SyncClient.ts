@@ -56,7 +56,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   let watcher: Watcher | undefined;
   let debounce: NodeJS.Timeout | undefined;
   try {
-    await folder.cleanTemps(['']);
+    await folder.cleanTemps();
     if (!opts.once) {
       watcher = await watchFolder(
         pairing.dir,

@@ -28,4 +28,15 @@ describe('Scanner', () => {
       assert.equal(await new Scanner(root).stat('plain.txt'), undefined);
     });
   });
+  describe('#walk', () => {
+    it('leaves temporary .keepsync-* files out of the states and lists them as leftovers', async () => {
+      fs.mkdirSync(path.join(root, 'd'));
+      fs.writeFileSync(path.join(root, 'd/.keepsync-0a1b2c'), 'partial');
+      fs.writeFileSync(path.join(root, 'd/real.txt'), 'x');
+      const scanner = new Scanner(root);
+      const { states } = await scanner.walk();
+      assert.deepEqual([...states.keys()].sort(), ['d', 'd/real.txt']);
+      assert.deepEqual(scanner.temps, ['d/.keepsync-0a1b2c']);
+    });
+  });
 });

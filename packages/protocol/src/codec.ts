@@ -1,6 +1,6 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { ProtocolError } from './errors.js';
-import { MAX_CHUNK_SIZE, MAX_CONTROL_FRAME, MAX_FRAME, MAX_HASHES_PER_REQUEST, MAX_OPS_PER_PUSH } from './limits.js';
+import { MAX_CHUNK_SIZE, MAX_CONTROL_FRAME, MAX_FRAME, MAX_HASHES_PER_REQUEST, MAX_OPS_PER_PUSH, MAX_VERSION_ID } from './limits.js';
 import { validateManifest } from './manifest.js';
 import type { ClientMessage, Entry, EntryKind, ManifestRef, Op, OpResult, ServerMessage } from './messages.js';
 import { parseRelPath, type RelPath } from './paths.js';
@@ -96,7 +96,7 @@ const hash32 = (o: Obj, k: string): Uint8Array => {
 function manifestRef(o: Obj): ManifestRef {
   if (o.full !== undefined) return { full: validateManifest(o.full) };
   const d = obj(o, 'delta');
-  return { delta: { base: int(d, 'base', 1), head: int(d, 'head'), tail: int(d, 'tail'), middle: validateManifest(d.middle) } };
+  return { delta: { base: int(d, 'base', 1, MAX_VERSION_ID), head: int(d, 'head'), tail: int(d, 'tail'), middle: validateManifest(d.middle) } };
 }
 
 function op(v: unknown): Op {
@@ -105,15 +105,15 @@ function op(v: unknown): Op {
   switch (o.op) {
     case 'put':
       return {
-        op: 'put', path: path(o, 'path'), base: int(o, 'base'), size: int(o, 'size'), hash: hex64(o, 'hash'),
+        op: 'put', path: path(o, 'path'), base: int(o, 'base', 0, MAX_VERSION_ID), size: int(o, 'size'), hash: hex64(o, 'hash'),
         mtime: num(o, 'mtime'), exec: bool(o, 'exec'), manifest: manifestRef(obj(o, 'manifest')),
       };
     case 'mkdir':
       return { op: 'mkdir', path: path(o, 'path') };
     case 'delete':
-      return { op: 'delete', path: path(o, 'path'), kind: kind(o, 'kind'), base: int(o, 'base'), seq: int(o, 'seq') };
+      return { op: 'delete', path: path(o, 'path'), kind: kind(o, 'kind'), base: int(o, 'base', 0, MAX_VERSION_ID), seq: int(o, 'seq') };
     case 'move':
-      return { op: 'move', from: path(o, 'from'), to: path(o, 'to'), kind: kind(o, 'kind'), base: int(o, 'base') };
+      return { op: 'move', from: path(o, 'from'), to: path(o, 'to'), kind: kind(o, 'kind'), base: int(o, 'base', 0, MAX_VERSION_ID) };
     default:
       fail('unknown op');
   }
@@ -134,7 +134,7 @@ export function decodeClientMessage(frame: Uint8Array): ClientMessage {
     case 'list':
       return { type: 'list', id: int(o, 'id'), since: int(o, 'since') };
     case 'get-manifest':
-      return { type: 'get-manifest', id: int(o, 'id'), version: int(o, 'version', 1), base: int(o, 'base') };
+      return { type: 'get-manifest', id: int(o, 'id'), version: int(o, 'version', 1, MAX_VERSION_ID), base: int(o, 'base', 0, MAX_VERSION_ID) };
     case 'has-chunks':
       return { type: 'has-chunks', id: int(o, 'id'), hashes: hashList(o, 'hashes') };
     case 'put-chunk': {
@@ -149,7 +149,7 @@ export function decodeClientMessage(frame: Uint8Array): ClientMessage {
     case 'versions':
       return { type: 'versions', id: int(o, 'id'), path: path(o, 'path') };
     case 'restore':
-      return { type: 'restore', id: int(o, 'id'), path: path(o, 'path'), version: int(o, 'version') };
+      return { type: 'restore', id: int(o, 'id'), path: path(o, 'path'), version: int(o, 'version', 0, MAX_VERSION_ID) };
     case 'trash':
       return { type: 'trash', id: int(o, 'id') };
     case 'trash-restore':

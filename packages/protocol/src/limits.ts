@@ -34,3 +34,5 @@ export const HEARTBEAT_INTERVAL_MS = 10_000;
 export const DEAD_PEER_MS = 20_000;
 /** A handshake (hello) must arrive within this time. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Largest version id a peer may name: ids are 32-bit integers in the index database. */
+export const MAX_VERSION_ID = 2 ** 31 - 1;

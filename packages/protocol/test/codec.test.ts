@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { encode } from '@msgpack/msgpack';
 import {
-  MAX_CONTROL_FRAME, applyManifestDelta, decodeClientMessage, decodeServerMessage, diffManifest, encodeMessage,
+  MAX_CONTROL_FRAME, MAX_VERSION_ID, applyManifestDelta, decodeClientMessage, decodeServerMessage, diffManifest, encodeMessage,
   packManifest, unpackManifest, type ClientMessage,
 } from '@keepsync/protocol';
 
@@ -100,5 +100,22 @@ describe('codec', () => {
       const base = packManifest([{ hash: h('a'), size: 1 }]);
       assert.throws(() => applyManifestDelta(base, { base: 1, head: 1, tail: 1, middle: new Uint8Array(0) }));
     });
+  });
+});
+
+describe('decodeClientMessage (version ids)', () => {
+  it('refuses version ids beyond a 32-bit database integer, wherever a request names one', () => {
+    const big = MAX_VERSION_ID + 1;
+    const frames: unknown[] = [
+      { type: 'get-manifest', id: 1, version: big, base: 0 },
+      { type: 'get-manifest', id: 1, version: 1, base: big },
+      { type: 'restore', id: 1, path: 'a.txt', version: big },
+      { type: 'push', id: 1, ops: [{ op: 'delete', path: 'a.txt', kind: 'file', base: big, seq: 0 }] },
+      { type: 'push', id: 1, ops: [{ op: 'move', from: 'a', to: 'b', kind: 'file', base: big }] },
+    ];
+    for (const f of frames) {
+      assert.throws(() => decodeClientMessage(encodeMessage(f as never)), /must be an integer/, JSON.stringify(f));
+    }
+    assert.equal((decodeClientMessage(encodeMessage({ type: 'restore', id: 1, path: 'a.txt' as never, version: MAX_VERSION_ID })) as { version: number }).version, MAX_VERSION_ID);
   });
 });

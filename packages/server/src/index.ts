@@ -29,3 +29,6 @@ export { Maintenance, DEFAULT_GC_GRACE_MS, DEFAULT_MAINTENANCE_INTERVAL_MS } fro
 export type { MaintenanceReport, StorageFigures } from './maintenance/Maintenance.js';
 export { verifyStore, describeBadChunk } from './maintenance/Verifier.js';
 export type { VerifyReport, BadChunk } from './maintenance/Verifier.js';
+export { SyncService } from "./sync/SyncService.js";
+export type { MetadataStore, MetadataTx } from "./sync/MetadataStore.js";
+export type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from "./sync/model.js";

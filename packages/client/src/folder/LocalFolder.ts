@@ -126,8 +126,11 @@ export class LocalFolder {
         await fsp.rm(w.tmp, { force: true });
         return undefined;
       }
+      // The stat of what was written, taken before it becomes visible: a save
+      // made right after the rename must show up as a change, not be taken for ours.
+      const written = await fsp.lstat(w.tmp);
       await fsp.rename(w.tmp, w.target);
-      return await fsp.lstat(w.target);
+      return written;
     } catch (err) {
       await fsp.rm(w.tmp, { force: true });
       throw err;
@@ -140,6 +143,16 @@ export class LocalFolder {
       if (err.code !== 'EEXIST') throw err;
     });
     return fsp.lstat(this.abs(localPath));
+  }
+
+  /** Sets a file's modification time if it still matches `exp`; answers its new stat. */
+  async setMtime(localPath: string, mtime: number, exp: Expected): Promise<fs.Stats | undefined> {
+    if (!(await this.matches(localPath, exp))) return undefined;
+    const when = new Date(mtime);
+    await fsp.utimes(this.abs(localPath), when, when);
+    const st = await fsp.lstat(this.abs(localPath));
+    // Saved again meanwhile: not ours to record.
+    return st.mtimeMs === mtime && st.size === exp.size && st.ino === exp.ino ? st : undefined;
   }
 
   /** Removes a file only if it is still what the index last synced. */
@@ -164,9 +177,11 @@ export class LocalFolder {
   async rename(from: string, to: string, exp: Expected): Promise<fs.Stats | undefined> {
     if (!(await this.matches(from, exp)) || !(await this.matches(to, { absent: true }))) return undefined;
     await this.ensureParents(to);
+    // As in commit: the stat from before the rename, so a save right after it counts as a change.
+    const moved = await fsp.lstat(this.abs(from));
     await fsp.rename(this.abs(from), this.abs(to));
     this.knownDirs.clear();
-    return fsp.lstat(this.abs(to));
+    return moved;
   }
 
   /** Reads `size` bytes at `offset` of a file, or undefined when it cannot. */
@@ -201,12 +216,24 @@ export class LocalFolder {
     };
   }
 
-  /** Removes `.keepsync-*` leftovers of an interrupted run. */
-  async cleanTemps(dirs: Iterable<string>): Promise<void> {
-    for (const d of dirs) {
-      const abs = d ? this.abs(d) : this.root;
-      const names = await fsp.readdir(abs).catch(() => [] as string[]);
-      for (const n of names) if (n.startsWith(TEMP_PREFIX)) await fsp.rm(path.join(abs, n), { force: true });
+  /** Removes one `.keepsync-*` leftover (nothing else). */
+  async removeTemp(localPath: string): Promise<void> {
+    if (path.basename(localPath).startsWith(TEMP_PREFIX)) await fsp.rm(this.abs(localPath), { force: true });
+  }
+
+  /**
+   * Removes `.keepsync-*` leftovers of an interrupted run (a crash mid-download)
+   * anywhere in the folder. Symbolic links are not followed.
+   */
+  async cleanTemps(): Promise<void> {
+    const stack = [this.root];
+    while (stack.length > 0) {
+      const dir = stack.pop()!;
+      const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => [] as fs.Dirent[]);
+      for (const e of entries) {
+        if (e.name.startsWith(TEMP_PREFIX) && e.isFile()) await fsp.rm(path.join(dir, e.name), { force: true });
+        else if (e.isDirectory()) stack.push(path.join(dir, e.name));
+      }
     }
   }
 }

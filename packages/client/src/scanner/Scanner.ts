@@ -27,6 +27,8 @@ export class Scanner {
   private ignore: Ignore = ignoreFactory().add([...DEFAULT_IGNORES]);
   /** Paths the walk skipped because another name maps to the same wire path. */
   readonly clashes: string[] = [];
+  /** Temporary `.keepsync-*` files the walk passed (local paths): leftovers when no download runs. */
+  readonly temps: string[] = [];
 
   constructor(readonly root: string) {}
 
@@ -120,6 +122,10 @@ export class Scanner {
       for (const d of names) {
         if (!d.isFile() && !d.isDirectory()) continue;
         const rel = dir ? `${dir}/${d.name}` : d.name;
+        if (d.isFile() && d.name.startsWith(TEMP_PREFIX)) {
+          this.temps.push(rel);
+          continue;
+        }
         const st = await fsp.lstat(this.abs(rel)).catch(() => undefined);
         if (!st) continue;
         const state = this.toState(rel, st);

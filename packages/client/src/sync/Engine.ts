@@ -181,6 +181,9 @@ export class Engine {
       this.guardRoot(all.size);
       this.unreadableSeen = unreadable.length > 0;
       if (TRACE) process.stderr.write(`keepsync trace: full scan, ${all.size} local, unreadable ${unreadable.join(' ')}\n`);
+      // No download runs while a cycle gathers: a temporary file now is a leftover
+      // (a download cut off in a folder that was moved meanwhile).
+      for (const t of this.scanner.temps.splice(0)) await this.folder.removeTemp(t);
       for (const l of all.values()) addLocal(l);
       // What lies in a folder that cannot be listed is unknown, not deleted: left out of this cycle.
       const hidden = (p: string) => unreadable.some((u) => u === '' || (p !== u && isWithin(p, u)));
@@ -329,6 +332,9 @@ export class Engine {
     for (const [p, st] of states) {
       if (!st.local && st.synced?.kind === 'dir' && !touched.has(p) && !skip.has(p)) this.markLocal(p);
     }
+    // A folder move takes everything under both names off this plan; what else
+    // changed in there (a file edited or moved in while offline) is seen on a rescan.
+    if (actions.some((a) => (a.kind === 'push-move' || a.kind === 'rename-local') && a.local.kind === 'dir')) this.fullScan = true;
     const ups = actions.filter((a) => a.kind.startsWith('push-'));
     const downs = actions.filter((a) => !a.kind.startsWith('push-'));
     const large = actions.length > 200 || actions.some((a) => a.kind === 'download' && a.remote.size > 64 * 1024 * 1024);
@@ -362,7 +368,7 @@ export class Engine {
     for (const a of actions) {
       switch (a.kind) {
         case 'rename-local': {
-          const st = await this.folder.rename(a.local.localPath, a.to, expectOf(a.synced));
+          const st = await this.folder.rename(a.local.localPath, a.to, expectOf(a.local));
           if (st) this.index.tx(() => this.followMove(a.from, a.to));
           else this.markLocal(a.local.localPath);
           break;
@@ -375,7 +381,12 @@ export class Engine {
         case 'adopt': {
           const r = a.remote && !a.remote.deleted ? a.remote : undefined;
           const s = a.synced;
-          const l = a.local;
+          let l = a.local;
+          // The same bytes arrived from both sides (A7): the server's version is kept, so is its mtime.
+          if (r?.kind === 'file' && l.kind === 'file' && s?.version !== r.version && Math.round(l.mtime) !== r.mtime) {
+            const st = await this.folder.setMtime(l.localPath, r.mtime, expectOf(l));
+            if (st) l = { ...l, mtime: st.mtimeMs };
+          }
           if (r) this.index.putSynced({ ...syncedFromRemote(r, l.ino, l.mtime), size: l.size, manifest: r.manifest ?? s?.manifest ?? (l.content ? packManifest(l.content.chunks) : null) });
           else if (s) this.index.putSynced({ ...s, size: l.size, mtime: l.mtime, ino: l.ino, exec: l.exec });
           break;
@@ -403,10 +414,11 @@ export class Engine {
     // Deepest first, so folders are empty when their turn comes.
     deletes.sort((x, y) => (x.path < y.path ? 1 : x.path > y.path ? -1 : 0));
     for (const a of deletes) {
-      const done = a.local.kind === 'dir' ? await this.folder.removeDir(a.local.localPath) : await this.folder.removeFile(a.local.localPath, expectOf(a.synced));
+      const done = a.local.kind === 'dir' ? await this.folder.removeDir(a.local.localPath) : await this.folder.removeFile(a.local.localPath, expectOf(a.local));
       if (done && a.local.kind === 'dir') this.removedFolders.set(a.local.localPath, Date.now());
       if (done || a.local.kind === 'dir') this.index.deleteSynced(a.path);
-      if (!done && a.local.kind === 'file') this.markLocal(a.local.localPath);
+      // Not removed (changed meanwhile, or a folder that still holds something): looked at again.
+      if (!done) this.markLocal(a.local.localPath);
     }
   }
 
@@ -451,7 +463,7 @@ export class Engine {
       manifest = resolveManifest(answer.manifest, base);
     }
     const localPath = a.local?.localPath ?? a.path;
-    const expect = a.local && a.synced ? expectOf(a.synced) : { absent: true };
+    const expect = a.local ? expectOf(a.local) : { absent: true };
     const full = manifest;
     return {
       path: a.path, localPath, manifest: full, hash: r.hash, mtime: r.mtime, exec: r.exec, expect,
@@ -566,10 +578,14 @@ export class Engine {
         break;
       case 'push-move':
         this.index.rebaseSynced(a.from, a.to);
-        // The server moved whatever it had under the folder, newer changes included: follow it.
-        for (const old of this.index.remoteUnder(a.from)) {
-          this.index.putRemote({ ...old, deleted: true });
-          if (!old.deleted) this.index.putRemote({ ...old, path: (a.to + old.path.slice(a.from.length)) as RelPath, from: null });
+        // The server moved what it had under the folder, which may differ from
+        // what this device knew (a delete it had not pulled yet). Until the
+        // changes feed says what arrived, nothing counts as there: the next
+        // pull brings every moved entry, and whatever it does not bring was
+        // gone on the server.
+        for (const old of this.index.remoteUnder(a.from)) this.index.putRemote({ ...old, deleted: true });
+        for (const s of this.index.syncedUnder(a.to)) {
+          this.index.putRemote({ path: s.path, kind: s.kind, deleted: true, seq: 0, version: 0, hash: '', size: 0, mtime: 0, exec: false, from: null, manifest: null });
         }
         remote(a.from, { kind: a.synced.kind, deleted: true, seq: r.seq });
         remote(a.to, { kind: a.synced.kind, seq: r.seq, version: a.synced.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime, exec: a.synced.exec });
@@ -626,7 +642,12 @@ function statKey(l: LocalState | undefined): string {
   return l ? `${l.kind}:${l.size}:${l.mtime}:${l.ino}` : 'absent';
 }
 
-function expectOf(s: SyncedRecord) {
+/**
+ * What a local file must still be for the engine to replace, move or delete
+ * it: as the planner saw it. The planner only plans that for a file whose
+ * content is what was last synced (a touch keeps the content, not the stat).
+ */
+function expectOf(s: LocalState) {
   return s.kind === 'dir' ? { kind: 'dir' as const } : { size: s.size, mtime: s.mtime, ino: s.ino };
 }
 

@@ -155,11 +155,11 @@ export async function downloadFiles(
 }
 
 /** Errors of the disk itself, which no retry within this cycle can fix. */
-const DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
+const DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
 
 function describeWriteError(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return 'no space left on the disk; free some space';
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') return 'no space left on the disk; free some space';
   if (code === 'EROFS') return 'the disk is read-only';
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   return errorMessage(err);

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { CloseCode, KeepsyncError, errorMessage, isKeepsyncError } from '@keepsync/protocol';
-import type { ClientHome, Pairing } from './home.js';
+import { assertHomeOutside, type ClientHome, type Pairing } from './home.js';
 import { LocalIndex } from './index/LocalIndex.js';
 import { LocalFolder } from './folder/LocalFolder.js';
 import { Scanner } from './scanner/Scanner.js';
@@ -35,6 +35,7 @@ const FATAL = new Set(['TOKEN_REVOKED', 'TOKEN_INVALID', 'FOLDER_UNKNOWN', 'PROT
  */
 export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise<void> {
   let pairing = home.requirePairing();
+  assertHomeOutside(home.dir, pairing.dir);
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const limits = {
     uploadLimit: opts.maxUpload ? new TokenBucket(opts.maxUpload) : undefined,

@@ -38,6 +38,28 @@ export interface SyncState {
   updatedAt: string;
 }
 
+/**
+ * Refuses a state directory inside the synced folder: its token and index
+ * would be synced to the server and every other device, and the index,
+ * rewritten by every cycle, would never settle.
+ */
+export function assertHomeOutside(homeDir: string, dir: string): void {
+  const real = (p: string) => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return path.resolve(p);
+    }
+  };
+  const rel = path.relative(real(dir), real(homeDir));
+  if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
+    throw new KeepsyncError(
+      'USAGE',
+      `the device's state directory ${path.resolve(homeDir)} is inside the synced folder ${path.resolve(dir)}, which would sync its token; use a --home outside it`,
+    );
+  }
+}
+
 /** The default home: the user's config dir + /keepsync. */
 export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
   if (env.KEEPSYNC_HOME) return path.resolve(env.KEEPSYNC_HOME);

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KeepsyncError } from '@keepsync/protocol';
-import type { ClientHome, Pairing } from './home.js';
+import { assertHomeOutside, type ClientHome, type Pairing } from './home.js';
 import { pinnedJson } from './transport/pinnedTls.js';
 
 /** A parsed pairing link: `https://HOST:PORT/pair?code=…&fp=…`. */
@@ -52,6 +52,7 @@ export async function pairDevice(home: ClientHome, opts: PairOptions): Promise<P
   const link = parsePairingLink(opts.link);
   const dir = path.resolve(opts.dir);
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new KeepsyncError('USAGE', `${dir} is not a folder`);
+  assertHomeOutside(home.dir, dir);
   const name = (opts.name ?? os.hostname()).slice(0, 64);
   const res = await pinnedJson(`${link.server}/api/v1/pair`, link.fingerprint, 'POST', { code: link.code, name, platform: `${os.platform()}-${os.arch()}` });
   if (res.status !== 200 && res.status !== 201) {

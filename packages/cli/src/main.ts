@@ -6,7 +6,7 @@ import { USAGE, commands } from './commands/index.js';
 async function main(argv: string[]): Promise<number> {
   setDebug(argv.includes('--debug'));
   const [first, second, ...rest] = argv;
-  if (!first || first === 'help' || first === '--help' || first === '-h') {
+  if (!first || first === 'help' || argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(USAGE);
     return first ? Exit.OK : Exit.USAGE;
   }

@@ -44,9 +44,15 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   const folder = new LocalFolder(pairing.dir);
   const scanner = new Scanner(pairing.dir);
   const index = new LocalIndex(home.indexFile);
-  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false) });
   const state = { connected: false, pendingUp: 0, pendingDown: 0, lastSyncAt: null as string | null, lastError: null as string | null };
   const publish = () => home.writeState({ pid: process.pid, ...state, updatedAt: new Date().toISOString() });
+  // `keepsync status` shows what a long cycle (the first sync of a big folder) still has to do.
+  const onPlan = (up: number, down: number) => {
+    state.pendingUp = up;
+    state.pendingDown = down;
+    publish();
+  };
+  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false), onPlan });
   let wake: (() => void) | undefined;
   let kicked = true;
   const kick = () => {

@@ -17,6 +17,8 @@ const PUSH_BYTES = 512 * 1024;
 export interface EngineOptions {
   log: (line: string) => void;
   progress?: Progress;
+  /** Told what a cycle is about to carry out (uploads, downloads), before it starts. */
+  onPlan?: (pendingUp: number, pendingDown: number) => void;
 }
 
 /** What one cycle did. */
@@ -286,6 +288,7 @@ export class Engine {
     }
     const ups = actions.filter((a) => a.kind.startsWith('push-'));
     const downs = actions.filter((a) => !a.kind.startsWith('push-'));
+    this.opts.onPlan?.(ups.length, downs.length);
     const large = actions.length > 200 || actions.some((a) => a.kind === 'download' && a.remote.size > 64 * 1024 * 1024);
     if (large) this.progress.begin(ups.length, downs.length);
     try {

@@ -133,12 +133,16 @@ describe('keepsync command line', function () {
       const laptop = device('laptop');
       const link = await server.pairingLink();
       const wrongFp = link.replace(/fp=([0-9a-f])/, (_m, c: string) => `fp=${c === '0' ? '1' : '0'}`);
-      assertOneLineError(await laptop.pair('the link from the NAS'), 1, /not a pairing link/);
-      const mismatch = await laptop.pair(wrongFp);
+      const [garbage, mismatch, unknownFolder, inside] = await Promise.all([
+        laptop.pair('the link from the NAS'),
+        laptop.pair(wrongFp),
+        laptop.pair(link, ['--folder', 'Nope']),
+        keepsync(['pair', link, '--dir', laptop.dir, '--home', path.join(laptop.dir, '.keepsync')]),
+      ]);
+      assertOneLineError(garbage, 1, /not a pairing link/);
       assertOneLineError(mismatch, 1, /does not match the fingerprint in the pairing link.*nothing was sent/);
       assert.doesNotMatch(mismatch.stderr, /unpair/, 'a device that is not paired yet is not told to unpair');
-      assertOneLineError(await laptop.pair(link, ['--folder', 'Nope']), 1, /the server has no folder named Nope/);
-      const inside = await keepsync(['pair', link, '--dir', laptop.dir, '--home', path.join(laptop.dir, '.keepsync')]);
+      assertOneLineError(unknownFolder, 1, /the server has no folder named Nope/);
       assertOneLineError(inside, 1, /state directory .* is inside the synced folder .*use a --home outside it/);
       assert.deepEqual(listing(laptop.dir), [], 'nothing was written into the folder');
       assert.ok(!fs.existsSync(laptop.home), 'no pairing was stored');
@@ -196,12 +200,27 @@ describe('keepsync command line', function () {
       assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     });
 
+    it('runs one sync per device: a second sync and unpair are refused while it runs, and work once it stopped', async () => {
+      const laptop = devices.find((d) => d.name === 'laptop')!;
+      await laptop.start();
+      try {
+        const pid = laptop.live!.child.pid;
+        assertOneLineError(await laptop.run(['sync', '--once', '--quiet']), 1, new RegExp(`keepsync sync is already running for this device \\(process ${pid}\\)`));
+        assertOneLineError(await laptop.run(['unpair']), 1, new RegExp(`keepsync sync is running for this device \\(process ${pid}\\); stop it first`));
+        assert.ok(fs.existsSync(path.join(laptop.home, 'pairing.json')), 'still paired');
+      } finally {
+        assert.equal(await laptop.stop('SIGINT'), 0);
+      }
+      await laptop.syncOnce();
+    });
+
     it('device commands say in one line that the server is down, and work again once it is back', async () => {
       const laptop = devices.find((d) => d.name === 'laptop')!;
       await server.stop();
       try {
-        for (const args of [['sync', '--once', '--quiet'], ['versions', 'photos/p1.jpg'], ['trash'], ['restore', 'photos/p1.jpg'], ['trash', 'restore', 'x']]) {
-          assertOneLineError(await laptop.run(args), 1, /cannot reach the server at 127\.0\.0\.1:\d+: connection refused \(is the server running\?\)/);
+        const commands = [['sync', '--once', '--quiet'], ['versions', 'photos/p1.jpg'], ['trash'], ['restore', 'photos/p1.jpg'], ['trash', 'restore', 'x']];
+        for (const r of await Promise.all(commands.map((args) => laptop.run(args)))) {
+          assertOneLineError(r, 1, /cannot reach the server at 127\.0\.0\.1:\d+: connection refused \(is the server running\?\)/);
         }
         const status = await laptop.run(['status']);
         assert.equal(status.code, 0);

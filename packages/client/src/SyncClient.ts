@@ -36,6 +36,7 @@ const FATAL = new Set(['TOKEN_REVOKED', 'TOKEN_INVALID', 'FOLDER_UNKNOWN', 'PROT
 export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise<void> {
   let pairing = home.requirePairing();
   assertHomeOutside(home.dir, pairing.dir);
+  const unlock = home.lockSync();
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const limits = {
     uploadLimit: opts.maxUpload ? new TokenBucket(opts.maxUpload) : undefined,
@@ -127,6 +128,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
     index.close();
     state.connected = false;
     publish();
+    unlock();
   }
 
   /** Runs cycles on this connection; answers true when `once` is satisfied. */

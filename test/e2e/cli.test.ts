@@ -214,6 +214,25 @@ describe('keepsync command line', function () {
       await laptop.syncOnce();
     });
 
+    it('stops a running sync instead of deleting everything when the folder is emptied under it, and status says why', async () => {
+      const laptop = devices.find((d) => d.name === 'laptop')!;
+      const desktop = devices.find((d) => d.name === 'desktop')!;
+      const before = sortedTree(desktop.tree());
+      await laptop.start();
+      for (const name of fs.readdirSync(laptop.dir)) fs.rmSync(laptop.p(name), { recursive: true });
+      assert.equal(await waitFor('sync to stop', () => laptop.live!.exited, 15_000), 1);
+      assert.match(laptop.live!.stderr, /^keepsync: folder .* is empty or missing; not propagating deletions/m);
+      laptop.live = undefined;
+      const status = JSON.parse((await laptop.run(['status', '--json'])).stdout);
+      assert.match(status.lastError, /is empty or missing/);
+      await desktop.syncOnce();
+      assert.deepEqual(sortedTree(desktop.tree()), before, 'nothing was deleted on the other device');
+      // Putting the files back resumes syncing without any change.
+      fs.cpSync(desktop.dir, laptop.dir, { recursive: true, preserveTimestamps: true });
+      await laptop.syncOnce();
+      assert.deepEqual(sortedTree(laptop.tree()), before);
+    });
+
     it('device commands say in one line that the server is down, and work again once it is back', async () => {
       const laptop = devices.find((d) => d.name === 'laptop')!;
       await server.stop();

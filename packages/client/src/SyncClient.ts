@@ -121,6 +121,10 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
       }
       if (!opts.signal?.aborted) await sleep(backoff * (0.5 + Math.random()), opts.signal);
     }
+  } catch (err) {
+    // `keepsync status` tells why sync stopped.
+    state.lastError = errorMessage(err);
+    throw err;
   } finally {
     clearTimeout(debounce);
     await engine.close();

@@ -171,6 +171,7 @@ export class Engine {
     } else {
       const dirty = [...this.dirtyLocal];
       this.dirtyLocal.clear();
+      let vanished = false;
       if (dirty.some((p) => p === '.keepsyncignore')) this.scanner.loadIgnores();
       for (const p of dirty) {
         const l = await this.scanner.stat(p);
@@ -183,7 +184,10 @@ export class Engine {
         const key = wire ?? (p.normalize('NFC') as RelPath);
         get(key);
         for (const s of this.index.syncedUnder(key)) get(s.path);
-        if (!l) await this.gatherVanishedAncestors(key, get);
+        if (!l) {
+          vanished = true;
+          await this.gatherVanishedAncestors(key, get);
+        }
       }
       for (const p of this.dirtyRemote) get(p);
       this.dirtyRemote.clear();
@@ -202,7 +206,8 @@ export class Engine {
           if (l) st.local = l;
         }
       }
-      this.guardRoot(undefined);
+      // Deletions seen live count as a mass delete when they leave the root empty (an emptied disk).
+      this.guardRoot(vanished ? this.folder.rootEntryCount() : undefined);
     }
     return states;
   }

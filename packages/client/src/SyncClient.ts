@@ -110,7 +110,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         if (done) return;
       } catch (err) {
         if (conn.closeCode === CloseCode.TOKEN_REVOKED || (isKeepsyncError(err) && FATAL.has(err.code))) {
-          throw conn.closeCode === CloseCode.TOKEN_REVOKED ? new KeepsyncError('TOKEN_REVOKED', 'this device was removed from the server; local files are kept. Pair it again to resume syncing') : err;
+          throw conn.closeCode === CloseCode.TOKEN_REVOKED ? new KeepsyncError('TOKEN_REVOKED', 'this device was removed from the server; its files here are kept. To sync again, run "keepsync unpair", then "keepsync pair LINK --dir DIR" with a new link') : err;
         }
         if (opts.once && !conn.closed) throw err;
         log(`sync interrupted: ${errorMessage(err)}; reconnecting`);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Proc, keepsync, type RunResult } from '../helpers/processes.js';
@@ -170,7 +171,7 @@ describe('keepsync command line', function () {
       const desktop = device('desktop');
       assert.equal((await desktop.pair(await server.pairingLink())).code, 0);
       const files = new Map<string, Buffer>();
-      for (let i = 0; i < 12; i++) files.set(`photos/p${i}.jpg`, Buffer.alloc(96 * 1024, i + 1));
+      for (let i = 0; i < 12; i++) files.set(`photos/p${i}.jpg`, randomBytes(96 * 1024));
       for (const [rel, bytes] of files) desktop.write(rel, bytes);
       // 1.1 MiB at 256 KiB/s: the first sync takes seconds, long enough to look at it and interrupt it.
       const live = new Proc(['sync', '--home', desktop.home, '--max-upload', '256K']);
@@ -192,8 +193,20 @@ describe('keepsync command line', function () {
       assert.equal(stopped.running, false);
       await desktop.syncOnce();
       assert.deepEqual(listing(desktop.dir), ['photos/', ...[...files.keys()].sort()]);
+      // The same on the receiving side: Ctrl-C in the middle of the downloads, then resume.
       const laptop = devices.find((d) => d.name === 'laptop')!;
+      const receiving = new Proc(['sync', '--home', laptop.home, '--max-download', '128K']);
+      try {
+        await waitFor('downloads to start', () => fs.existsSync(laptop.p('photos')), 15_000, 50);
+        receiving.child.kill('SIGINT');
+        assert.equal(await receiving.exited, 0, receiving.stderr);
+      } finally {
+        await receiving.stop('SIGKILL');
+      }
+      const arrived = listing(laptop.dir).filter((p) => p.endsWith('.jpg') && !path.basename(p).startsWith('.keepsync-'));
+      assert.ok(arrived.length < files.size, 'the downloads were cut short');
       await laptop.syncOnce();
+      assert.deepEqual(listing(laptop.dir), listing(desktop.dir), 'every file, and no temporary file left behind');
       for (const [rel, bytes] of files) assert.ok(fs.readFileSync(laptop.p(rel)).equals(bytes), `${rel} arrived whole`);
       assert.deepEqual(sortedTree(laptop.tree()), sortedTree(desktop.tree()));
       const verify = await keepsync(['server', 'verify', '--data', server.dataDir, ...(db.url ? ['--database-url', db.url] : [])]);
@@ -214,23 +227,32 @@ describe('keepsync command line', function () {
       await laptop.syncOnce();
     });
 
-    it('stops a running sync instead of deleting everything when the folder is emptied under it, and status says why', async () => {
+    it('stops a running sync instead of deleting everything when the folder is emptied under it (a disk unmounted), and status says why', async () => {
       const laptop = devices.find((d) => d.name === 'laptop')!;
       const desktop = devices.find((d) => d.name === 'desktop')!;
       const before = sortedTree(desktop.tree());
+      const away = tempDir('cli-unmounted');
       await laptop.start();
-      for (const name of fs.readdirSync(laptop.dir)) fs.rmSync(laptop.p(name), { recursive: true });
-      assert.equal(await waitFor('sync to stop', () => laptop.live!.exited, 15_000), 1);
-      assert.match(laptop.live!.stderr, /^keepsync: folder .* is empty or missing; not propagating deletions/m);
-      laptop.live = undefined;
+      try {
+        // Everything leaves the folder at once, as when the disk under it goes away.
+        fs.renameSync(laptop.p('photos'), path.join(away, 'photos'));
+        const code = await waitFor('sync to stop', () => (laptop.live!.running ? undefined : String(laptop.live!.child.exitCode)), 15_000);
+        assert.equal(code, '1', laptop.live!.stderr);
+        assert.match(laptop.live!.stderr, /^keepsync: folder .* is empty or missing; not propagating deletions/m);
+      } finally {
+        await laptop.stop('SIGKILL');
+      }
       const status = JSON.parse((await laptop.run(['status', '--json'])).stdout);
       assert.match(status.lastError, /is empty or missing/);
       await desktop.syncOnce();
       assert.deepEqual(sortedTree(desktop.tree()), before, 'nothing was deleted on the other device');
-      // Putting the files back resumes syncing without any change.
-      fs.cpSync(desktop.dir, laptop.dir, { recursive: true, preserveTimestamps: true });
+      // The disk back in place: syncing resumes without any change.
+      fs.renameSync(path.join(away, 'photos'), laptop.p('photos'));
+      fs.rmSync(away, { recursive: true, force: true });
       await laptop.syncOnce();
       assert.deepEqual(sortedTree(laptop.tree()), before);
+      await desktop.syncOnce();
+      assert.deepEqual(sortedTree(desktop.tree()), before);
     });
 
     it('device commands say in one line that the server is down, and work again once it is back', async () => {

@@ -64,7 +64,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   let watcher: Watcher | undefined;
   let debounce: NodeJS.Timeout | undefined;
   try {
-    await folder.cleanTemps(['']);
+    await folder.cleanAllTemps();
     if (!opts.once) {
       watcher = await watchFolder(
         pairing.dir,

@@ -193,12 +193,14 @@ export class LocalFolder {
     }
   }
 
-  /** Removes `.keepsync-*` leftovers of an interrupted run. */
-  async cleanTemps(dirs: Iterable<string>): Promise<void> {
-    for (const d of dirs) {
-      const abs = d ? this.abs(d) : this.root;
-      const names = await fsp.readdir(abs).catch(() => [] as string[]);
-      for (const n of names) if (n.startsWith(TEMP_PREFIX)) await fsp.rm(path.join(abs, n), { force: true });
+  /**
+   * Removes the temporary files that a stopped or killed sync left anywhere
+   * in the folder. Only at start: no download of this process is open yet.
+   */
+  async cleanAllTemps(): Promise<void> {
+    const names = await fsp.readdir(this.root, { recursive: true }).catch(() => [] as string[]);
+    for (const rel of names) {
+      if (path.basename(rel).startsWith(TEMP_PREFIX)) await fsp.rm(path.join(this.root, rel), { force: true }).catch(() => {});
     }
   }
 }

@@ -11,7 +11,7 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 async function main(argv: string[]): Promise<number> {
   setDebug(argv.includes('--debug'));
   const [first, second, ...rest] = argv;
-  if (!first || first === 'help' || first === '--help' || first === '-h') {
+  if (!first || first === 'help' || argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(USAGE);
     return first ? Exit.OK : Exit.USAGE;
   }

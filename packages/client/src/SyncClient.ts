@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { CloseCode, KeepsyncError, errorMessage, isKeepsyncError } from '@keepsync/protocol';
-import type { ClientHome, Pairing } from './home.js';
+import { assertHomeOutside, type ClientHome, type Pairing } from './home.js';
 import { LocalIndex } from './index/LocalIndex.js';
 import { LocalFolder } from './folder/LocalFolder.js';
 import { Scanner } from './scanner/Scanner.js';
@@ -35,6 +35,8 @@ const FATAL = new Set(['TOKEN_REVOKED', 'TOKEN_INVALID', 'FOLDER_UNKNOWN', 'PROT
  */
 export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise<void> {
   let pairing = home.requirePairing();
+  assertHomeOutside(home.dir, pairing.dir);
+  const unlock = home.lockSync();
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const limits = {
     uploadLimit: opts.maxUpload ? new TokenBucket(opts.maxUpload) : undefined,
@@ -43,9 +45,15 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   const folder = new LocalFolder(pairing.dir);
   const scanner = new Scanner(pairing.dir);
   const index = new LocalIndex(home.indexFile);
-  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false) });
   const state = { connected: false, pendingUp: 0, pendingDown: 0, lastSyncAt: null as string | null, lastError: null as string | null };
   const publish = () => home.writeState({ pid: process.pid, ...state, updatedAt: new Date().toISOString() });
+  // `keepsync status` shows what a long cycle (the first sync of a big folder) still has to do.
+  const onPlan = (up: number, down: number) => {
+    state.pendingUp = up;
+    state.pendingDown = down;
+    publish();
+  };
+  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false), onPlan });
   let wake: (() => void) | undefined;
   let kicked = true;
   const kick = () => {
@@ -103,7 +111,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         if (done) return;
       } catch (err) {
         if (conn.closeCode === CloseCode.TOKEN_REVOKED || (isKeepsyncError(err) && FATAL.has(err.code))) {
-          throw conn.closeCode === CloseCode.TOKEN_REVOKED ? new KeepsyncError('TOKEN_REVOKED', 'this device was removed from the server; local files are kept. Pair it again to resume syncing') : err;
+          throw conn.closeCode === CloseCode.TOKEN_REVOKED ? new KeepsyncError('TOKEN_REVOKED', 'this device was removed from the server; its files here are kept. To sync again, run "keepsync unpair", then "keepsync pair LINK --dir DIR" with a new link') : err;
         }
         if (opts.once && !conn.closed) throw err;
         log(`sync interrupted: ${errorMessage(err)}; reconnecting`);
@@ -114,6 +122,10 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
       }
       if (!opts.signal?.aborted) await sleep(backoff * (0.5 + Math.random()), opts.signal);
     }
+  } catch (err) {
+    // `keepsync status` tells why sync stopped.
+    state.lastError = errorMessage(err);
+    throw err;
   } finally {
     clearTimeout(debounce);
     await engine.close();
@@ -121,6 +133,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
     index.close();
     state.connected = false;
     publish();
+    unlock();
   }
 
   /** Runs cycles on this connection; answers true when `once` is satisfied. */

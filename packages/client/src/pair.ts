@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KeepsyncError } from '@keepsync/protocol';
-import type { ClientHome, Pairing } from './home.js';
-import { pinnedJson } from './transport/pinnedTls.js';
+import { assertHomeOutside, type ClientHome, type Pairing } from './home.js';
+import { mismatchError, pairingMismatchError, pinnedJson } from './transport/pinnedTls.js';
 
 /** A parsed pairing link: `https://HOST:PORT/pair?code=…&fp=…`. */
 export interface PairingLink {
@@ -52,8 +52,10 @@ export async function pairDevice(home: ClientHome, opts: PairOptions): Promise<P
   const link = parsePairingLink(opts.link);
   const dir = path.resolve(opts.dir);
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new KeepsyncError('USAGE', `${dir} is not a folder`);
+  assertHomeOutside(home.dir, dir);
   const name = (opts.name ?? os.hostname()).slice(0, 64);
-  const res = await pinnedJson(`${link.server}/api/v1/pair`, link.fingerprint, 'POST', { code: link.code, name, platform: `${os.platform()}-${os.arch()}` });
+  const request = { code: link.code, name, platform: `${os.platform()}-${os.arch()}`, ...(opts.folder ? { folder: opts.folder } : {}) };
+  const res = await pinnedJson(`${link.server}/api/v1/pair`, link.fingerprint, 'POST', request, link.fingerprint ? pairingMismatchError : mismatchError);
   if (res.status !== 200 && res.status !== 201) {
     const why = typeof res.body === 'object' && res.body?.error ? res.body.error : `the server answered ${res.status}`;
     throw new KeepsyncError('PAIRING_INVALID', why);

@@ -24,7 +24,7 @@ NAS server
   server [--data DIR] [--certs DIR] [--host ADDR] [--port N] [--database-url URL]
          [--public-url URL] [--cert FILE --key FILE] [--insecure-http]
                                    run the server until SIGINT/SIGTERM
-  server pair [--data DIR | --database-url URL] [--name NAME]
+  server pair [--data DIR | --database-url URL] [--name NAME] [--folder NAME]
                                    print a single-use pairing link (15 minutes)
   server reset-password [--data DIR | --database-url URL]
                                    set and print a new admin password

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { pairDevice } from '@keepsync/client';
 import { parse } from '../args.js';
 import { UsageError } from '../output.js';
@@ -11,6 +12,7 @@ export default async function run(argv: string[]): Promise<number> {
   if (!values.dir) throw new UsageError('pair needs --dir DIR, the folder to sync on this device');
   const home = homeFrom(values.home);
   const p = await pairDevice(home, { link, dir: values.dir, name: values.name, folder: values.folder });
-  process.stdout.write(`paired with ${p.server} as "${p.deviceName}": folder ${p.folder} <-> ${p.dir}\nrun "keepsync sync" to start syncing\n`);
+  const homeFlag = values.home ? ` --home ${path.resolve(home.dir)}` : '';
+  process.stdout.write(`paired with ${p.server} as "${p.deviceName}": folder ${p.folder} <-> ${p.dir}\nrun "keepsync sync${homeFlag}" to start syncing\n`);
   return 0;
 }

@@ -1,7 +1,7 @@
-import path from 'node:path';
 import { AdminAuth, openDatabase } from '@keepsync/server';
 import { parse } from '../args.js';
 import { Exit } from '../output.js';
+import { serverDatabase } from './serverDatabase.js';
 
 /**
  * `keepsync server reset-password`: sets a new random admin password, ends
@@ -9,9 +9,7 @@ import { Exit } from '../output.js';
  */
 export default async function run(argv: string[]): Promise<number> {
   const { values } = parse(argv, { data: { type: 'string' }, 'database-url': { type: 'string' } });
-  const dataDir = path.resolve(values.data ?? process.env.KEEPSYNC_DATA ?? './data');
-  const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL ?? undefined;
-  const db = await openDatabase({ databaseUrl: databaseUrl || undefined, dataDir });
+  const db = await openDatabase(serverDatabase(values));
   try {
     const password = await new AdminAuth(db).resetPassword();
     process.stdout.write(`${password}\n`);

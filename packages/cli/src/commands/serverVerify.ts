@@ -1,9 +1,9 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { KeepsyncError } from '@keepsync/protocol';
 import { FsContentStore, KnexMaintenanceStore, describeBadChunk, openDatabase, verifyStore } from '@keepsync/server';
 import { parse } from '../args.js';
 import { Exit } from '../output.js';
+import { serverDatabase } from './serverDatabase.js';
 
 /**
  * `keepsync server verify`: checks that every chunk the index refers to is
@@ -13,12 +13,8 @@ import { Exit } from '../output.js';
  */
 export default async function run(argv: string[]): Promise<number> {
   const { values } = parse(argv, { data: { type: 'string' }, 'database-url': { type: 'string' } });
-  const dataDir = path.resolve(values.data ?? process.env.KEEPSYNC_DATA ?? './data');
-  const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL ?? undefined;
-  if (!databaseUrl && !fs.existsSync(path.join(dataDir, 'keepsync.db'))) {
-    throw new KeepsyncError('NOT_FOUND', `no keepsync database in ${dataDir}; pass the server's --data DIR or --database-url URL`);
-  }
-  const db = await openDatabase({ databaseUrl: databaseUrl || undefined, dataDir });
+  const { dataDir, databaseUrl } = serverDatabase(values);
+  const db = await openDatabase({ databaseUrl, dataDir });
   try {
     const report = await verifyStore(new KnexMaintenanceStore(db), new FsContentStore(dataDir));
     const out = (line: string) => process.stdout.write(`${line}\n`);

@@ -1,3 +1,4 @@
+import { KeepsyncError } from '@keepsync/protocol';
 import { parse } from '../args.js';
 import { homeFrom } from './home.js';
 
@@ -6,6 +7,10 @@ export default async function run(argv: string[]): Promise<number> {
   const { values } = parse(argv, { home: { type: 'string' } });
   const home = homeFrom(values.home);
   const p = home.readPairing();
+  const running = home.syncProcess();
+  if (p && running !== undefined) {
+    throw new KeepsyncError('USAGE', `keepsync sync is running for this device (process ${running}); stop it first (Ctrl-C), then unpair`);
+  }
   if (!home.forget() || !p) {
     process.stdout.write('this device was not paired\n');
     return 0;

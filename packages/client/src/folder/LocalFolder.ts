@@ -64,6 +64,15 @@ export class LocalFolder {
     }
   }
 
+  /** How many entries the root holds besides Keepsync's own temporary files; undefined when it cannot be read. */
+  rootEntryCount(): number | undefined {
+    try {
+      return fs.readdirSync(this.root).filter((name) => !name.startsWith('.keepsync-')).length;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Creates the parents of `localPath` as real directories (never through a symlink). */
   async ensureParents(localPath: string): Promise<void> {
     const parts = localPath.split('/').slice(0, -1);

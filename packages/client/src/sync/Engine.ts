@@ -17,6 +17,8 @@ const PUSH_BYTES = 512 * 1024;
 export interface EngineOptions {
   log: (line: string) => void;
   progress?: Progress;
+  /** Told what a cycle is about to carry out (uploads, downloads), before it starts. */
+  onPlan?: (pendingUp: number, pendingDown: number) => void;
 }
 
 /** What one cycle did. */
@@ -193,6 +195,7 @@ export class Engine {
     } else {
       const dirty = [...this.dirtyLocal];
       this.dirtyLocal.clear();
+      let vanished = false;
       if (dirty.some((p) => p === '.keepsyncignore')) this.scanner.loadIgnores();
       // Paths that could not be looked at (permissions): they and what lies under them sit this cycle out.
       const unknown: string[] = [];
@@ -216,7 +219,10 @@ export class Engine {
         const key = wire ?? (p.normalize('NFC') as RelPath);
         get(key);
         for (const s of this.index.syncedUnder(key)) get(s.path);
-        if (!l) await this.gatherVanishedAncestors(key, get);
+        if (!l) {
+          vanished = true;
+          await this.gatherVanishedAncestors(key, get);
+        }
       }
       for (const p of this.dirtyRemote) get(p);
       this.dirtyRemote.clear();
@@ -237,7 +243,8 @@ export class Engine {
       }
       for (const p of states.keys()) if (unknown.some((u) => isWithin(p, u))) states.delete(p);
       if (unknown.length > 0) this.unreadableSeen = true;
-      this.guardRoot(undefined);
+      // Deletions seen live count as a mass delete when they leave the root empty (an emptied disk).
+      this.guardRoot(vanished ? this.folder.rootEntryCount() : undefined);
     }
     return states;
   }
@@ -337,6 +344,7 @@ export class Engine {
     if (actions.some((a) => (a.kind === 'push-move' || a.kind === 'rename-local') && a.local.kind === 'dir')) this.fullScan = true;
     const ups = actions.filter((a) => a.kind.startsWith('push-'));
     const downs = actions.filter((a) => !a.kind.startsWith('push-'));
+    this.opts.onPlan?.(ups.length, downs.length);
     const large = actions.length > 200 || actions.some((a) => a.kind === 'download' && a.remote.size > 64 * 1024 * 1024);
     if (large) this.progress.begin(ups.length, downs.length);
     try {

@@ -278,7 +278,7 @@ function traceOf(msg: ClientMessage | ServerMessage): string {
 export function closeError(code: number, reason: string): KeepsyncError {
   switch (code) {
     case CloseCode.TOKEN_REVOKED:
-      return new KeepsyncError('TOKEN_REVOKED', 'this device was removed from the server; local files are kept. Pair it again to resume syncing');
+      return new KeepsyncError('TOKEN_REVOKED', 'this device was removed from the server; its files here are kept. To sync again, run "keepsync unpair", then "keepsync pair LINK --dir DIR" with a new link');
     case CloseCode.TOKEN_INVALID:
       return new KeepsyncError('TOKEN_INVALID', 'the server does not know this device; pair it again');
     case CloseCode.FOLDER_UNKNOWN:

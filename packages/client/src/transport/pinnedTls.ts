@@ -23,6 +23,15 @@ export function mismatchError(expected: string, actual: string): KeepsyncError {
   );
 }
 
+/** The certificate a pairing link's fingerprint was checked against did not match it. */
+export function pairingMismatchError(expected: string, actual: string): KeepsyncError {
+  return new KeepsyncError(
+    'FINGERPRINT_MISMATCH',
+    `the server's certificate (sha256/${actual}) does not match the fingerprint in the pairing link (sha256/${expected}); nothing was sent. ` +
+      'Check that the link is complete and its address is your server\'s, or make a new link with "keepsync server pair"',
+  );
+}
+
 /**
  * A TLS connection that is trusted when the server's certificate has the
  * pinned fingerprint, or when it is valid for the host under the system's
@@ -30,7 +39,11 @@ export function mismatchError(expected: string, actual: string): KeepsyncError {
  * destroyed before a byte of ours is trusted to it; the device token is only
  * sent after this check, in the hello.
  */
-export function connectPinned(options: tls.ConnectionOptions & { host?: string }, fingerprint: string): tls.TLSSocket {
+export function connectPinned(
+  options: tls.ConnectionOptions & { host?: string },
+  fingerprint: string,
+  mismatch: (expected: string, actual: string) => KeepsyncError = mismatchError,
+): tls.TLSSocket {
   const socket = tls.connect({ ...options, rejectUnauthorized: false, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] });
   socket.once('secureConnect', () => {
     const cert = socket.getPeerCertificate();
@@ -38,27 +51,30 @@ export function connectPinned(options: tls.ConnectionOptions & { host?: string }
     if (fingerprint && actual === fingerprint) return;
     const host = options.servername || options.host || '';
     if (socket.authorized && tls.checkServerIdentity(host, cert) === undefined) return;
-    socket.destroy(mismatchError(fingerprint, actual));
+    socket.destroy(mismatch(fingerprint, actual));
   });
   return socket;
 }
 
 /** An https agent whose connections are pinned like connectPinned. */
-export function pinnedAgent(fingerprint: string): https.Agent {
+export function pinnedAgent(fingerprint: string, mismatch = mismatchError): https.Agent {
   const agent = new https.Agent({ keepAlive: false });
-  (agent as unknown as { createConnection: typeof connectPinned }).createConnection = (opts) => connectPinned(opts, fingerprint);
+  (agent as unknown as { createConnection: typeof connectPinned }).createConnection = (opts) => connectPinned(opts, fingerprint, mismatch);
   return agent;
 }
 
-/** One JSON request over a pinned connection; answers status and parsed body. */
-export function pinnedJson(url: string, fingerprint: string, method: string, body?: unknown): Promise<{ status: number; body: any }> {
+/**
+ * One JSON request over a pinned connection; answers status and parsed body.
+ * `mismatch` words the refusal of another certificate (pairing has nothing pinned yet).
+ */
+export function pinnedJson(url: string, fingerprint: string, method: string, body?: unknown, mismatch = mismatchError): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const req = https.request(
       url,
       {
         method,
-        agent: pinnedAgent(fingerprint),
+        agent: pinnedAgent(fingerprint, mismatch),
         headers: payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {},
         timeout: 15_000,
       },

@@ -2,6 +2,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
+import { KeepsyncError, errorMessage } from '@keepsync/protocol';
 import { migrationSource } from './migrations/index.js';
 
 // PostgreSQL returns BIGINT as strings; every BIGINT we store (sequences, sizes,
@@ -27,13 +28,17 @@ export function isPostgres(db: Knex): boolean {
 export async function openDatabase(loc: DatabaseLocation): Promise<Knex> {
   let db: Knex;
   if (loc.databaseUrl) {
-    db = knexFactory({ client: 'pg', connection: loc.databaseUrl, pool: { min: 0, max: 8 } });
+    if (!/^postgres(ql)?:\/\//i.test(loc.databaseUrl)) {
+      throw new KeepsyncError('USAGE', 'the database URL must look like postgres://USER:PASSWORD@HOST:PORT/DATABASE; leave it unset for SQLite in the data directory');
+    }
+    db = knexFactory({ client: 'pg', connection: loc.databaseUrl, pool: { min: 0, max: 8 }, log });
   } else {
     fs.mkdirSync(loc.dataDir, { recursive: true });
     db = knexFactory({
       client: 'better-sqlite3',
       connection: { filename: path.join(loc.dataDir, 'keepsync.db') },
       useNullAsDefault: true,
+      log,
       pool: {
         min: 1,
         max: 1,
@@ -51,7 +56,33 @@ export async function openDatabase(loc: DatabaseLocation): Promise<Knex> {
     await db.migrate.latest({ migrationSource });
   } catch (err) {
     await db.destroy();
-    throw err;
+    throw openError(loc, err);
   }
   return db;
+}
+
+/**
+ * knex's own warnings, one line each. A failed connection is left out: the
+ * query that needed it fails too, and its caller reports it once.
+ */
+const log = {
+  warn(message: string) {
+    if (!message.startsWith('Acquire connection error')) process.stderr.write(`knex: ${message.split('\n')[0]}\n`);
+  },
+};
+
+/** Why the database cannot be opened, naming it without its password. */
+function openError(loc: DatabaseLocation, err: unknown): KeepsyncError {
+  if (!loc.databaseUrl) {
+    const file = path.join(loc.dataDir, 'keepsync.db');
+    return new KeepsyncError('UNAVAILABLE', `cannot open the database ${file}: ${errorMessage(err)}; check the --data directory (restore keepsync.db from a backup if it is damaged)`, { cause: err });
+  }
+  let where = 'at the database URL';
+  try {
+    const url = new URL(loc.databaseUrl);
+    where = `${url.host}${url.pathname}`;
+  } catch {
+    // an unparsable URL is named generically
+  }
+  return new KeepsyncError('UNAVAILABLE', `cannot open the PostgreSQL database ${where}: ${errorMessage(err)}; check --database-url and that PostgreSQL is running`, { cause: err });
 }

@@ -3,6 +3,7 @@ import QRCode from 'qrcode';
 import { KeepsyncError } from '@keepsync/protocol';
 import type { Device } from '../../auth/DeviceRegistry.js';
 import { RateLimiter, PAIRING_POLICY } from '../../auth/RateLimiter.js';
+import { folderByName } from '../../settings/folders.js';
 import type { AppDeps } from '../deps.js';
 import { clientAddress } from '../security.js';
 import { requireRecentLogin, requireSession } from '../session.js';
@@ -79,8 +80,12 @@ export function deviceRoutes(deps: AppDeps): Router {
   router.post('/pair', async (req, res) => {
     const address = clientAddress(req);
     pairLimiter.attempt(address, 'too many pairing attempts from this address; wait 10 minutes and try again');
-    const body = (req.body ?? {}) as { code?: unknown; name?: unknown; platform?: unknown };
+    const body = (req.body ?? {}) as { code?: unknown; name?: unknown; platform?: unknown; folder?: unknown };
     if (typeof body.code !== 'string') throw new KeepsyncError('USAGE', 'code must be the code from the pairing link');
+    // A device binding another folder than the link's (`keepsync pair --folder`) learns of a wrong name before the code is used up.
+    if (typeof body.folder === 'string' && !(await folderByName(deps.db, body.folder))) {
+      throw new KeepsyncError('FOLDER_UNKNOWN', `the server has no folder named ${body.folder}; pair again without --folder to use the link's folder`);
+    }
     const redeemed = await deps.devices.redeemPairing({
       code: body.code,
       name: typeof body.name === 'string' ? body.name : '',

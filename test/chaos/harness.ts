@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
 import type { DatabaseKind } from '../helpers/databases.js';
-import { Proc } from '../helpers/processes.js';
+import { Proc, keepsync } from '../helpers/processes.js';
 import { ServerIndex, TEST_READER, verifyServer, type ServerEntry } from '../helpers/serverIndex.js';
 import { Rng } from './rng.js';
 import { chooseOp, type Ctx } from './operations.js';
@@ -319,6 +319,9 @@ class ChaosRun implements Ctx {
       if (!kept.has(h) && !this.exempt.has(h)) problems.push(`lost: content ${h.slice(0, 12)} written by ${where} is nowhere on the server`);
     }
     problems.push(...(await verifyServer(this.s.server, this.index)));
+    const server = this.s.server;
+    const verify = await keepsync(['server', 'verify', '--data', server.dataDir, ...(server.db.url ? ['--database-url', server.db.url] : [])]);
+    if (verify.code !== 0) problems.push(`keepsync server verify exited ${verify.code}: ${verify.stdout.trim()} ${verify.stderr.trim()}`);
     this.report.contents = this.written.size;
     this.report.files = [...(await this.index.live()).values()].filter((e) => e.kind === 'file').length;
     if (problems.length > 0) throw new Error(`invariants broken:\n  ${problems.slice(0, 30).join('\n  ')}`);

@@ -185,7 +185,8 @@ export class Engine {
       if (TRACE) process.stderr.write(`keepsync trace: full scan, ${all.size} local, unreadable ${unreadable.join(' ')}\n`);
       // No download runs while a cycle gathers: a temporary file now is a leftover
       // (a download cut off in a folder that was moved meanwhile).
-      for (const t of this.scanner.temps.splice(0)) await this.folder.removeTemp(t);
+      // A kept partial download (cut off by a lost connection) is resumed instead.
+      for (const t of this.scanner.temps.splice(0)) if (!this.partials.holds(this.folder.abs(t))) await this.folder.removeTemp(t);
       for (const l of all.values()) addLocal(l);
       // What lies in a folder that cannot be listed is unknown, not deleted: left out of this cycle.
       const hidden = (p: string) => unreadable.some((u) => u === '' || (p !== u && isWithin(p, u)));

@@ -56,6 +56,12 @@ export class PartialDownloads {
     this.byPath.set(localPath, p);
   }
 
+  /** True when `absTemp` is the temporary file of a kept partial download. */
+  holds(absTemp: string): boolean {
+    for (const p of this.byPath.values()) if (p.w.tmp === absTemp) return true;
+    return false;
+  }
+
   /** Drops the partial files of paths not in `keep` (their download is no longer wanted). */
   async retain(keep: Set<string>): Promise<void> {
     for (const [path, p] of this.byPath) {

@@ -64,14 +64,15 @@ export async function watchFolder(
     clearTimeout(renewTimer);
     renewTimer = setTimeout(() => {
       if (closed) return;
-      // The new watch starts before the old one ends, so no event falls in a
-      // gap; the full rescan covers what the old watch may have missed.
-      subscribe(++generation)
+      // The native watches are shared by every subscription of the process:
+      // the old subscription must end before a new one rebuilds them, and the
+      // full rescan afterwards covers the gap.
+      sub.unsubscribe()
+        .catch(() => {})
+        .then(() => subscribe(++generation))
         .then(async (next) => {
-          const old = sub;
           if (closed) await next.unsubscribe();
           else sub = next;
-          await old.unsubscribe();
         })
         .catch(() => {})
         .finally(() => onOverflow());

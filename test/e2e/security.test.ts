@@ -8,7 +8,8 @@ import {
   type Op,
 } from '@keepsync/protocol';
 import { TestDevice, forEachDatabase, scenario, sortedTree, type Scenario } from '../helpers/cluster.js';
-import { AdminClient, RawSocket, redeemPairing, type RawPairing } from '../helpers/rawDevice.js';
+import { AdminClient, RawSocket, redeemPairing, syncUrl, type RawPairing } from '../helpers/rawDevice.js';
+import { MAX_UNAUTHENTICATED } from '@keepsync/server';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -393,6 +394,18 @@ describe('Security', function () {
 
         // The genuine token still works.
         await welcomed(real.token);
+      });
+
+      it(`holds at most ${MAX_UNAUTHENTICATED} connections that have not said hello, refusing more with 503, and serves again once they go`, async () => {
+        const real = await redeemPairing(s.server, 'real');
+        const silent = await Promise.all(Array.from({ length: MAX_UNAUTHENTICATED }, async () => track(await RawSocket.open(s.server))));
+        const refused = new RawSocket(syncUrl(s.server));
+        await assert.rejects(refused.opened);
+        assert.equal(refused.refusedStatus, 503);
+        for (const sock of silent) sock.terminate();
+        // Once they are gone, a genuine device is welcomed again.
+        await waitFor('a device to be welcomed again', () => welcomed(real.token));
+        assert.ok(silent.every((sock) => sock.received.length === 0), 'a connection without hello was sent data');
       });
 
       it('refuses WebSocket upgrades that carry an Origin header (cross-site pages) with HTTP 403', async () => {

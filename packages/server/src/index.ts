@@ -32,3 +32,4 @@ export type { VerifyReport, BadChunk } from './maintenance/Verifier.js';
 export { SyncService } from "./sync/SyncService.js";
 export type { MetadataStore, MetadataTx } from "./sync/MetadataStore.js";
 export type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from "./sync/model.js";
+export { MAX_UNAUTHENTICATED } from './transport/WsGateway.js';

@@ -15,7 +15,7 @@ import type { SessionRegistry } from '../sessions/SessionRegistry.js';
 /** The WebSocket endpoint devices connect to. */
 export const SYNC_PATH = '/api/v1/sync';
 /** Connections that have not yet said hello, at most. */
-const MAX_UNAUTHENTICATED = 256;
+export const MAX_UNAUTHENTICATED = 256;
 /** Live connections per device; a newer one replaces the oldest (a half-open socket not yet reaped). */
 const MAX_SESSIONS_PER_DEVICE = 4;
 

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { packManifest, parseRelPath, type Op, type OpResult, type RelPath } from '@keepsync/protocol';
-import { plan, type Action, type LocalView, type PathStates, type RemoteRecord, type SyncedRecord } from '@keepsync/client';
+import { plan, structureOp, type Action, type LocalView, type PathStates, type RemoteRecord, type SyncedRecord } from '@keepsync/client';
 import { SyncService, type Folder } from '@keepsync/server';
 import { Rng } from '../chaos/rng.js';
 import { MemoryContentStore, MemoryMetadataStore } from './memoryStores.js';
@@ -285,12 +285,6 @@ export class Simulation {
 
   private opOf(d: SimDevice, a: Action): Op | undefined {
     switch (a.kind) {
-      case 'push-mkdir':
-        return { op: 'mkdir', path: a.path };
-      case 'push-move':
-        return { op: 'move', from: a.from, to: a.to, kind: a.synced.kind, base: a.synced.kind === 'file' ? a.synced.version : 0 };
-      case 'push-delete':
-        return { op: 'delete', path: a.path, kind: a.synced.kind, base: a.synced.kind === 'file' ? a.synced.version : 0, seq: d.seq };
       case 'push-put': {
         const n = d.fs.get(a.local.localPath);
         if (!n || n.kind !== 'file') return undefined;
@@ -299,7 +293,7 @@ export class Simulation {
         return { op: 'put', path: a.path, base: a.synced?.version ?? 0, size: n.data.length, hash: n.hash, mtime: n.mtime, exec: false, manifest: { full: manifest } };
       }
       default:
-        return undefined;
+        return structureOp(a, d.seq);
     }
   }
 

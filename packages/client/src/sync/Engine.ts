@@ -7,7 +7,7 @@ import type { LocalFolder } from '../folder/LocalFolder.js';
 import type { Scanner, LocalState } from '../scanner/Scanner.js';
 import type { Connection } from '../transport/Connection.js';
 import { Progress } from '../progress.js';
-import { needsHash, plan, type Action, type LocalView, type PathStates } from './planner.js';
+import { needsHash, plan, structureOp, type Action, type LocalView, type PathStates } from './planner.js';
 import { PartialDownloads, downloadFiles, type DownloadJob } from './transfers.js';
 import { uploadChunks, type UploadJob } from './uploads.js';
 
@@ -533,12 +533,6 @@ export class Engine {
 
   private opOf(a: Action): Op {
     switch (a.kind) {
-      case 'push-mkdir':
-        return { op: 'mkdir', path: a.path };
-      case 'push-move':
-        return { op: 'move', from: a.from, to: a.to, kind: a.synced.kind, base: a.synced.kind === 'file' ? a.synced.version : 0 };
-      case 'push-delete':
-        return { op: 'delete', path: a.path, kind: a.synced.kind, base: a.synced.kind === 'file' ? a.synced.version : 0, seq: this.index.seq };
       case 'push-put': {
         const c = a.local.content!;
         const full = packManifest(c.chunks);
@@ -549,8 +543,11 @@ export class Engine {
         }
         return { op: 'put', path: a.path, base: a.synced?.version ?? 0, size: c.size, hash: c.hash, mtime: Math.round(a.local.mtime), exec: a.local.exec, manifest };
       }
-      default:
-        throw new Error(`bug: ${a.kind} is not a push`);
+      default: {
+        const op = structureOp(a, this.index.seq);
+        if (!op) throw new Error(`bug: ${a.kind} is not a push`);
+        return op;
+      }
     }
   }
 

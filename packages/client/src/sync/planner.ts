@@ -1,4 +1,4 @@
-import { isWithin, type ChunkedFile, type RelPath } from '@keepsync/protocol';
+import { isWithin, type ChunkedFile, type Op, type RelPath } from '@keepsync/protocol';
 import type { RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
 import type { LocalState } from '../scanner/Scanner.js';
 
@@ -188,4 +188,22 @@ function collapseDirDeletes(actions: Action[], states: Map<RelPath, PathStates>)
     const p = 'path' in a ? a.path : a.to;
     return !roots.some((r) => r !== a && isWithin(p, r.path));
   });
+}
+
+/**
+ * The op a push of a folder, a move or a delete sends (`seq` is the position
+ * the device has seen, which a delete carries). A put is described by the
+ * caller, who knows the content.
+ */
+export function structureOp(a: Action, seq: number): Op | undefined {
+  switch (a.kind) {
+    case 'push-mkdir':
+      return { op: 'mkdir', path: a.path };
+    case 'push-move':
+      return { op: 'move', from: a.from, to: a.to, kind: a.synced.kind, base: a.synced.kind === 'file' ? a.synced.version : 0 };
+    case 'push-delete':
+      return { op: 'delete', path: a.path, kind: a.synced.kind, base: a.synced.kind === 'file' ? a.synced.version : 0, seq };
+    default:
+      return undefined;
+  }
 }

@@ -7,12 +7,16 @@ function fact(term, ...value) {
   return [el('dt', { text: term }), el('dd', {}, ...value)];
 }
 
+/** The form stays disabled while its values load, so nothing typed meanwhile is overwritten. */
 async function loadSettings() {
+  const fields = byId('settings-fields');
+  fields.disabled = true;
   const s = await request('GET', '/settings');
   byId('set-keep').value = String(s.versions.keep);
   byId('set-age').value = String(s.versions.maxAgeDays);
   byId('set-trash').value = String(s.trashDays);
   byId('set-url').value = s.publicUrl ?? '';
+  fields.disabled = false;
 }
 
 async function loadCertificate() {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { chunkBuffer } from '@keepsync/protocol';
 import { Scanner } from '../src/scanner/Scanner.js';
 
 describe('Scanner', () => {
@@ -37,6 +38,42 @@ describe('Scanner', () => {
       const { states } = await scanner.walk();
       assert.deepEqual([...states.keys()].sort(), ['d', 'd/real.txt']);
       assert.deepEqual(scanner.temps, ['d/.keepsync-0a1b2c']);
+    });
+  });
+
+  describe('#hash', () => {
+    const random = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7919 + (i >> 8)) & 0xff));
+
+    it('hashes a file as the chunker does and keeps the bytes of a small one', async () => {
+      const bytes = random(5000);
+      fs.writeFileSync(path.join(root, 'small.bin'), bytes);
+      const got = await new Scanner(root).hash('small.bin', bytes.length, undefined, 64 * 1024);
+      assert.deepEqual({ hash: got.hash, size: got.size, chunks: got.chunks }, chunkBuffer(bytes));
+      assert.ok(got.data?.equals(bytes), 'the kept bytes are the file');
+    });
+
+    it('keeps no bytes of a file above the limit or of one read in several pieces', async () => {
+      const bytes = random(3 * 1024 * 1024);
+      fs.writeFileSync(path.join(root, 'big.bin'), bytes);
+      const scanner = new Scanner(root);
+      const big = await scanner.hash('big.bin', bytes.length, undefined, 8 * 1024 * 1024);
+      assert.equal(big.hash, chunkBuffer(bytes).hash);
+      assert.equal(big.data, undefined);
+      const limited = await scanner.hash('big.bin', bytes.length, undefined, 1024);
+      assert.equal(limited.data, undefined);
+    });
+
+    it('hashes what is on disk when the file grew or shrank since its stat', async () => {
+      const bytes = random(9000);
+      fs.writeFileSync(path.join(root, 'f.bin'), bytes);
+      const scanner = new Scanner(root);
+      const grown = await scanner.hash('f.bin', 4000, undefined, 64 * 1024);
+      assert.equal(grown.size, 9000);
+      assert.equal(grown.hash, chunkBuffer(bytes).hash);
+      assert.equal(grown.data, undefined, 'read in more than one piece');
+      const shrunk = await scanner.hash('f.bin', 20000, undefined, 64 * 1024);
+      assert.equal(shrunk.size, 9000);
+      assert.ok(shrunk.data?.equals(bytes));
     });
   });
 });

@@ -18,6 +18,11 @@ export interface LocalState {
 
 const READ_BLOCK = 1024 * 1024;
 
+/** A hashed file; `data` holds its bytes when it was small enough to keep. */
+export interface HashedFile extends ChunkedFile {
+  data?: Buffer;
+}
+
 /**
  * Reads the synced folder: walks it (or parts of it), applying the default
  * ignores and `.keepsyncignore`, never following symbolic links, and hashes
@@ -148,21 +153,34 @@ export class Scanner {
     return { states: out, unreadable };
   }
 
-  /** Hashes a file into chunks, streaming. Throws when it cannot be read. */
-  async hash(localPath: string, expectedSize: number, signal?: AbortSignal): Promise<ChunkedFile> {
+  /**
+   * Hashes a file into chunks, streaming. Throws when it cannot be read.
+   * A file that fits in one read of at most `keepUpTo` bytes comes back with
+   * its bytes, so that an upload need not read it again.
+   */
+  async hash(localPath: string, expectedSize: number, signal?: AbortSignal, keepUpTo = 0): Promise<HashedFile> {
     const fh = await fsp.open(this.abs(localPath), 'r');
     try {
       const chunker = new Chunker(expectedSize);
-      const buf = Buffer.allocUnsafe(READ_BLOCK);
+      // One spare byte shows, in the same read, that a small file has not grown.
+      const buf = Buffer.allocUnsafe(Math.min(READ_BLOCK, expectedSize + 1));
+      let total = 0;
+      let reads = 0;
       for (;;) {
         signal?.throwIfAborted();
-        const { bytesRead } = await fh.read(buf, 0, READ_BLOCK, null);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
         if (bytesRead === 0) break;
+        reads++;
+        total += bytesRead;
         chunker.update(buf.subarray(0, bytesRead));
+        // A short read that reaches the size from stat is the end of the file.
+        if (bytesRead < buf.length && total === expectedSize) break;
       }
-      return chunker.finish();
+      const chunked = chunker.finish();
+      return reads === 1 && total <= keepUpTo ? { ...chunked, data: buf.subarray(0, total) } : chunked;
     } finally {
       await fh.close();
     }
   }
+
 }

@@ -8,11 +8,19 @@ import type { Scanner, LocalState } from '../scanner/Scanner.js';
 import type { Connection } from '../transport/Connection.js';
 import { Progress } from '../progress.js';
 import { needsHash, plan, structureOp, type Action, type LocalView, type PathStates } from './planner.js';
-import { PartialDownloads, downloadFiles, type DownloadJob } from './transfers.js';
+import { PartialDownloads, downloadFiles, parallel, type DownloadJob } from './transfers.js';
 import { uploadChunks, type UploadJob } from './uploads.js';
 
 /** Most bytes of ops in one push frame, well under the control frame limit. */
 const PUSH_BYTES = 512 * 1024;
+/** Files smaller than this are hashed several at a time. */
+const SMALL_FILE_BYTES = 1024 * 1024;
+const HASH_PARALLEL = 8;
+/** Bytes of small files kept from hashing for the upload that follows, at most, and per file. */
+const HELD_BYTES = 32 * 1024 * 1024;
+const HELD_FILE_BYTES = 256 * 1024;
+/** Files whose stat is checked again at once before their puts are pushed. */
+const RECHECK_PARALLEL = 16;
 
 export interface EngineOptions {
   log: (line: string) => void;
@@ -39,6 +47,17 @@ export interface CycleResult {
 /** Set KEEPSYNC_TRACE=1 to log every cycle's planned actions on stderr. */
 const TRACE = process.env.KEEPSYNC_TRACE === '1';
 
+/** With tracing on, a function that logs the time since its last call under a phase name. */
+function phaseTimer(): (name: string) => void {
+  if (!TRACE) return () => {};
+  let last = performance.now();
+  return (name) => {
+    const now = performance.now();
+    process.stderr.write(`keepsync trace: ${name} ${(now - last).toFixed(0)} ms\n`);
+    last = now;
+  };
+}
+
 export class Engine {
   private readonly dirtyLocal = new Set<string>();
   private readonly dirtyRemote = new Set<RelPath>();
@@ -49,6 +68,8 @@ export class Engine {
   /** Folders this device removed itself in the last seconds, for wasFolder. */
   private readonly removedFolders = new Map<string, number>();
   private readonly reportedClashes = new Set<string>();
+  /** Bytes of small files read while hashing in this pass, per local path, for its uploads. */
+  private readonly held = new Map<string, Buffer>();
   private unreadableSeen = false;
   private readonly progress: Progress;
   /** Downloads cut off by a lost connection, resumed on the next cycle. */
@@ -290,21 +311,35 @@ export class Engine {
     }
   }
 
-  /** Hashes the files whose content the planner must know. */
+  /**
+   * Hashes the files whose content the planner must know: small files several
+   * at a time (their reads overlap), large ones one by one. The bytes of small
+   * files are kept for this pass's uploads, within a budget.
+   */
   private async hashWhereNeeded(states: Map<RelPath, PathStates>): Promise<void> {
-    for (const [p, st] of states) {
-      if (!needsHash(st)) continue;
+    const todo = [...states].filter(([, st]) => needsHash(st));
+    let kept = 0;
+    const hashOne = async ([p, st]: [RelPath, PathStates]) => {
       const l = st.local as LocalView;
       try {
-        l.content = await this.scanner.hash(l.localPath, l.size);
+        const { data, ...content } = await this.scanner.hash(l.localPath, l.size, undefined, kept < HELD_BYTES ? HELD_FILE_BYTES : 0);
+        l.content = content;
+        if (data && kept < HELD_BYTES) {
+          this.held.set(l.localPath, data);
+          kept += data.byteLength;
+        }
       } catch (err) {
         // Unreadable (permissions, vanished): never treat it as deleted; leave it alone this cycle.
         this.opts.log(`cannot read ${p}: ${errorMessage(err)}; it is skipped until it can be read`);
         states.delete(p);
         this.unreadableSeen = true;
       }
-    }
+    };
+    const small = todo.filter(([, st]) => st.local!.size < SMALL_FILE_BYTES);
+    await parallel(small, HASH_PARALLEL, hashOne);
+    for (const item of todo) if (item[1].local!.size >= SMALL_FILE_BYTES) await hashOne(item);
   }
+
 
   /**
    * One pass: pull, scan, plan, act. A pass cut short (a lost connection, a
@@ -318,14 +353,20 @@ export class Engine {
     } catch (err) {
       this.fullScan = true;
       throw err;
+    } finally {
+      this.held.clear();
     }
   }
 
   private async pass(conn: Connection): Promise<CycleResult> {
+    const phase = phaseTimer();
     await this.pull(conn);
+    phase('pull');
     const states = await this.gather();
+    phase('scan');
     this.reportClashes();
     await this.hashWhereNeeded(states);
+    phase('hash');
     const skip = new Set<string>();
     for (const [p, st] of states) {
       const f = this.failing.get(p);
@@ -354,7 +395,9 @@ export class Engine {
         if (isKeepsyncError(err) && err.code === 'LOCAL_WRITE_FAILED') return err;
         throw err;
       });
+      phase('apply');
       await this.pushLocal(ups, conn);
+      phase('push');
       if (failed) throw failed;
     } catch (err) {
       // Cut off (a lost connection): every path of this plan is looked at again next cycle.
@@ -491,24 +534,30 @@ export class Engine {
 
   private async pushLocal(actions: Action[], conn: Connection): Promise<void> {
     if (actions.length === 0) return;
+    const phase = phaseTimer();
     const order = (a: Action) => (a.kind === 'push-mkdir' ? 0 : a.kind === 'push-move' ? 1 : a.kind === 'push-put' ? 2 : 3);
     const sorted = [...actions].sort((x, y) => order(x) - order(y) || keyOf(x).localeCompare(keyOf(y)));
     // Upload the content of puts first; a put whose chunks did not all arrive waits for the next cycle.
     const puts = sorted.filter((a): a is Extract<Action, { kind: 'push-put' }> => a.kind === 'push-put');
     const ops = new Map<Action, Op>(puts.map((a) => [a, this.opOf(a)]));
-    const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, chunks: chunksToOffer(a, ops.get(a)!) }]));
+    const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, chunks: chunksToOffer(a, ops.get(a)!), data: this.held.get(a.local.localPath) }]));
     const uploaded = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
+    phase('upload chunks');
+    const changed = new Set<Action>();
+    await parallel(puts, RECHECK_PARALLEL, async (a) => {
+      if (!(await this.folder.matches(a.local.localPath, { size: a.local.size, mtime: a.local.mtime, ino: a.local.ino }))) changed.add(a);
+    });
     const ready: Action[] = [];
     for (const a of sorted) {
       if (a.kind === 'push-put') {
-        const stillSame = await this.folder.matches(a.local.localPath, { size: a.local.size, mtime: a.local.mtime, ino: a.local.ino });
-        if (!uploaded.has(jobs.get(a)!) || !stillSame) {
+        if (!uploaded.has(jobs.get(a)!) || changed.has(a)) {
           this.markLocal(a.local.localPath);
           continue;
         }
       }
       ready.push(a);
     }
+    phase('recheck');
     let batch: Array<{ a: Action; op: Op }> = [];
     let bytes = 0;
     const flush = async () => {

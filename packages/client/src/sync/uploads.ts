@@ -13,6 +13,8 @@ const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 export interface UploadJob {
   localPath: string;
   chunks: ChunkRef[];
+  /** The file's bytes when they were kept from hashing (the chunks are cut from them). */
+  data?: Buffer;
 }
 
 /**
@@ -48,6 +50,7 @@ export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: 
   for (const r of reads) left.set(r.job, (left.get(r.job) ?? 0) + 1);
   const files = new Map<UploadJob, ReturnType<LocalFolder['openRead']>>();
   const readChunk = async (job: UploadJob, c: ChunkRef): Promise<Buffer | undefined> => {
+    if (job.data) return job.data.subarray(c.offset, c.offset + c.size);
     let file = files.get(job);
     if (!file) files.set(job, (file = folder.openRead(job.localPath)));
     try {

@@ -87,37 +87,47 @@ export class Chunker {
   update(buf: Uint8Array): void {
     this.fileHash.update(buf);
     const { min, avg, max, maskS, maskL } = this.params;
+    const gear = GEAR;
+    const n = buf.length;
     let start = 0;
     let i = 0;
-    const n = buf.length;
+    let h = this.gear;
+    let len = this.len;
     while (i < n) {
       // Skip the first `min` bytes of a chunk: no cut point can lie there.
-      if (this.len < min) {
-        const skip = Math.min(min - this.len, n - i);
-        this.len += skip;
+      if (len < min) {
+        const skip = Math.min(min - len, n - i);
+        len += skip;
         i += skip;
         continue;
       }
-      let h = this.gear;
-      let len = this.len;
+      // Below the average size the harder mask applies, from there on the easier
+      // one; at the maximum size the chunk ends anyway. Each loop runs to the
+      // end of its stretch or of the buffer, with the length implied by `i`.
+      const base = i - len;
+      const below = len < avg - 1;
+      const end = i + Math.min((below ? avg - 1 : max) - len, n - i);
+      const mask = below ? maskS : maskL;
       let cut = false;
-      while (i < n) {
-        h = ((h << 1) + GEAR[buf[i]]) | 0;
-        i++;
-        len++;
-        if (len >= max || (h & (len < avg ? maskS : maskL)) === 0) {
+      while (i < end) {
+        h = ((h << 1) + gear[buf[i++]]) | 0;
+        if ((h & mask) === 0) {
           cut = true;
           break;
         }
       }
-      this.gear = h;
-      this.len = len;
-      if (cut) {
+      len = i - base;
+      if (cut || len >= max) {
         this.chunkHash.update(buf.subarray(start, i));
+        this.len = len;
         this.emit();
         start = i;
+        h = 0;
+        len = 0;
       }
     }
+    this.gear = h;
+    this.len = len;
     if (start < n) this.chunkHash.update(buf.subarray(start, n));
   }
 

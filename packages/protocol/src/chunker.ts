@@ -66,6 +66,9 @@ export interface ChunkedFile {
   chunks: ChunkRef[];
 }
 
+/** Told of each chunk as soon as it is found. */
+export type ChunkListener = (chunk: ChunkRef) => void;
+
 /**
  * Streaming chunker: feed buffers with `update`, then call `finish`. Memory use
  * is constant: no chunk is ever held in full.
@@ -79,8 +82,11 @@ export class Chunker {
   private len = 0;
   private offset = 0;
 
-  /** @param expectedSize the file size from stat, which picks the size class. */
-  constructor(expectedSize: number) {
+  /**
+   * @param expectedSize the file size from stat, which picks the size class.
+   * @param onChunk told of each chunk as it is found.
+   */
+  constructor(expectedSize: number, private readonly onChunk?: ChunkListener) {
     this.params = chunkParamsFor(expectedSize);
   }
 
@@ -132,7 +138,9 @@ export class Chunker {
   }
 
   private emit(): void {
-    this.chunks.push({ hash: this.chunkHash.digest('hex'), size: this.len, offset: this.offset });
+    const chunk = { hash: this.chunkHash.digest('hex'), size: this.len, offset: this.offset };
+    this.chunks.push(chunk);
+    this.onChunk?.(chunk);
     this.offset += this.len;
     this.chunkHash = createHash('sha256');
     this.gear = 0;

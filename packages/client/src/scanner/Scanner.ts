@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import ignoreFactory, { type Ignore } from 'ignore';
-import { Chunker, DEFAULT_IGNORES, IGNORE_FILE, TEMP_PREFIX, tryParseRelPath, type ChunkedFile, type EntryKind, type RelPath } from '@keepsync/protocol';
+import { Chunker, DEFAULT_IGNORES, IGNORE_FILE, TEMP_PREFIX, tryParseRelPath, type ChunkRef, type ChunkedFile, type EntryKind, type RelPath } from '@keepsync/protocol';
 
 /** A path as it is on this device's disk right now. */
 export interface LocalState {
@@ -156,12 +156,20 @@ export class Scanner {
   /**
    * Hashes a file into chunks, streaming. Throws when it cannot be read.
    * A file that fits in one read of at most `keepUpTo` bytes comes back with
-   * its bytes, so that an upload need not read it again.
+   * its bytes, so that an upload need not read it again. `onChunk`, when
+   * given, is told of each chunk as it is found; the next read waits for it.
    */
-  async hash(localPath: string, expectedSize: number, signal?: AbortSignal, keepUpTo = 0): Promise<HashedFile> {
+  async hash(
+    localPath: string,
+    expectedSize: number,
+    signal?: AbortSignal,
+    keepUpTo = 0,
+    onChunk?: (chunk: ChunkRef) => Promise<void>,
+  ): Promise<HashedFile> {
     const fh = await fsp.open(this.abs(localPath), 'r');
     try {
-      const chunker = new Chunker(expectedSize);
+      const found: ChunkRef[] = [];
+      const chunker = new Chunker(expectedSize, onChunk && ((chunk) => found.push(chunk)));
       // One spare byte shows, in the same read, that a small file has not grown.
       const buf = Buffer.allocUnsafe(Math.min(READ_BLOCK, expectedSize + 1));
       let total = 0;
@@ -173,14 +181,17 @@ export class Scanner {
         reads++;
         total += bytesRead;
         chunker.update(buf.subarray(0, bytesRead));
+        for (const chunk of found.splice(0)) await onChunk!(chunk);
         // A short read that reaches the size from stat is the end of the file.
         if (bytesRead < buf.length && total === expectedSize) break;
       }
       const chunked = chunker.finish();
+      for (const chunk of found.splice(0)) await onChunk!(chunk);
       return reads === 1 && total <= keepUpTo ? { ...chunked, data: buf.subarray(0, total) } : chunked;
     } finally {
       await fh.close();
     }
   }
+
 
 }

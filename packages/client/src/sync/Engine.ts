@@ -9,7 +9,7 @@ import type { Connection } from '../transport/Connection.js';
 import { Progress } from '../progress.js';
 import { needsHash, plan, structureOp, type Action, type LocalView, type PathStates } from './planner.js';
 import { PartialDownloads, downloadFiles, parallel, type DownloadJob } from './transfers.js';
-import { uploadChunks, type UploadJob } from './uploads.js';
+import { EagerUpload, uploadChunks, type UploadJob } from './uploads.js';
 
 /** Most bytes of ops in one push frame, well under the control frame limit. */
 const PUSH_BYTES = 512 * 1024;
@@ -19,6 +19,8 @@ const HASH_PARALLEL = 8;
 /** Bytes of small files kept from hashing for the upload that follows, at most, and per file. */
 const HELD_BYTES = 32 * 1024 * 1024;
 const HELD_FILE_BYTES = 256 * 1024;
+/** Files from this size on are uploaded while they are hashed. */
+const EAGER_UPLOAD_BYTES = 8 * 1024 * 1024;
 /** Files whose stat is checked again at once before their puts are pushed. */
 const RECHECK_PARALLEL = 16;
 
@@ -316,13 +318,13 @@ export class Engine {
    * at a time (their reads overlap), large ones one by one. The bytes of small
    * files are kept for this pass's uploads, within a budget.
    */
-  private async hashWhereNeeded(states: Map<RelPath, PathStates>): Promise<void> {
+  private async hashWhereNeeded(states: Map<RelPath, PathStates>, conn: Connection): Promise<void> {
     const todo = [...states].filter(([, st]) => needsHash(st));
     let kept = 0;
-    const hashOne = async ([p, st]: [RelPath, PathStates]) => {
+    const hashOne = async ([p, st]: [RelPath, PathStates], eager?: EagerUpload) => {
       const l = st.local as LocalView;
       try {
-        const { data, ...content } = await this.scanner.hash(l.localPath, l.size, undefined, kept < HELD_BYTES ? HELD_FILE_BYTES : 0);
+        const { data, ...content } = await this.scanner.hash(l.localPath, l.size, undefined, kept < HELD_BYTES ? HELD_FILE_BYTES : 0, eager?.add);
         l.content = content;
         if (data && kept < HELD_BYTES) {
           this.held.set(l.localPath, data);
@@ -337,7 +339,22 @@ export class Engine {
     };
     const small = todo.filter(([, st]) => st.local!.size < SMALL_FILE_BYTES);
     await parallel(small, HASH_PARALLEL, hashOne);
-    for (const item of todo) if (item[1].local!.size >= SMALL_FILE_BYTES) await hashOne(item);
+    // A large file's chunks go to the server while it is read, instead of after.
+    const large = todo.filter(([, st]) => st.local!.size >= SMALL_FILE_BYTES);
+    const eagerFiles = large.filter(([, st]) => st.local!.size >= EAGER_UPLOAD_BYTES).length;
+    if (eagerFiles > 0) this.progress.begin(eagerFiles, 0);
+    try {
+      for (const item of large) {
+        const [, st] = item;
+        const known = st.synced?.manifest ? new Set(unpackManifest(st.synced.manifest).map((c) => c.hash)) : undefined;
+        const eager = st.local!.size >= EAGER_UPLOAD_BYTES ? new EagerUpload(conn, this.folder, st.local!.localPath, this.progress, known) : undefined;
+        await hashOne(item, eager);
+        await eager?.finish();
+        if (eager) this.progress.fileUp();
+      }
+    } finally {
+      if (eagerFiles > 0) this.progress.end();
+    }
   }
 
 
@@ -365,7 +382,7 @@ export class Engine {
     const states = await this.gather();
     phase('scan');
     this.reportClashes();
-    await this.hashWhereNeeded(states);
+    await this.hashWhereNeeded(states, conn);
     phase('hash');
     const skip = new Set<string>();
     for (const [p, st] of states) {

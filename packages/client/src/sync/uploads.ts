@@ -109,3 +109,117 @@ export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: 
   await Promise.all(acks);
   return ok;
 }
+
+/** Chunks gathered before the server is asked which of them it lacks. */
+const EAGER_BATCH_BYTES = 2 * 1024 * 1024;
+const EAGER_BATCH_CHUNKS = 32;
+/** Bytes of chunks asked about and not yet sent, at most: hashing waits beyond. */
+const EAGER_AHEAD_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Sends a large file's chunks while it is still being hashed, so that reading
+ * and hashing overlap the transfer instead of coming before it. The server is
+ * asked about batches of chunks as they are found, well ahead of the upload
+ * (its answer queues behind the chunks in flight), and the missing ones are
+ * read again from the file (from the page cache, usually) and sent, so no
+ * chunk waits in memory. What the chunks belong to is decided after planning;
+ * a chunk nothing refers to is collected on the server later. Failures only
+ * end the head start: the upload after planning sends what is missing.
+ */
+export class EagerUpload {
+  private batch: ChunkRef[] = [];
+  private batchBytes = 0;
+  /** Batches asked about, in order, with the server's answer to come. */
+  private readonly asked: Array<{ chunks: ChunkRef[]; bytes: number; missing: Promise<Set<string> | undefined> }> = [];
+  private aheadBytes = 0;
+  private aheadWaiters: Array<() => void> = [];
+  private sender: Promise<void> | undefined;
+  /** Wakes the sender when it waits for a batch. */
+  private wake: (() => void) | undefined;
+  private readonly acks: Array<Promise<void>> = [];
+  /** Sent already, so that content repeated in the file goes once. */
+  private readonly sent = new Set<string>();
+  private failed = false;
+  private done = false;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly folder: LocalFolder,
+    private readonly localPath: string,
+    private readonly progress: Progress,
+    /** Chunks known to be on the server (those of the version last synced): not asked about. */
+    private readonly known: ReadonlySet<string> = new Set(),
+  ) {}
+
+  readonly add = async (chunk: ChunkRef): Promise<void> => {
+    if (this.failed || this.known.has(chunk.hash)) return;
+    this.batch.push(chunk);
+    this.batchBytes += chunk.size;
+    if (this.batchBytes >= EAGER_BATCH_BYTES || this.batch.length >= EAGER_BATCH_CHUNKS) this.ask();
+    while (this.aheadBytes > EAGER_AHEAD_BYTES && !this.failed) await new Promise<void>((r) => this.aheadWaiters.push(r));
+  };
+
+  private ask(): void {
+    const chunks = this.batch;
+    const bytes = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    const missing = this.conn
+      .request({ type: 'has-chunks', id: this.conn.id(), hashes: packHashes(chunks.map((c) => c.hash)) }, 'missing')
+      .then((answer) => new Set(unpackHashes(answer.hashes)), () => undefined);
+    this.asked.push({ chunks, bytes, missing });
+    this.aheadBytes += bytes;
+    this.sender ??= this.sendAll();
+    this.wakeSender();
+  }
+
+  private wakeSender(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  /** Sends the missing chunks of the batches asked about, in order, with one file handle. */
+  private async sendAll(): Promise<void> {
+    const file = await this.folder.openRead(this.localPath);
+    try {
+      for (;;) {
+        const next = this.asked.shift();
+        if (!next) {
+          if (this.done) return;
+          await new Promise<void>((r) => (this.wake = r));
+          continue;
+        }
+        const missing = file && !this.failed ? await next.missing : undefined;
+        if (!missing) this.failed = true;
+        for (const c of next.chunks) {
+          if (this.failed || !missing!.has(c.hash) || this.sent.has(c.hash)) continue;
+          const data = await file!.read(c.offset, c.size);
+          if (!data) {
+            this.failed = true;
+            break;
+          }
+          this.sent.add(c.hash);
+          const { acked } = await this.conn.putChunk(c.hash, data);
+          this.acks.push(acked.then(() => this.progress.up(c.size), () => {}));
+        }
+        this.aheadBytes -= next.bytes;
+        for (const w of this.aheadWaiters.splice(0)) w();
+      }
+    } catch {
+      this.failed = true;
+      for (const w of this.aheadWaiters.splice(0)) w();
+    } finally {
+      await file?.close();
+    }
+  }
+
+  /** Sends what is left and waits until the server has stored every chunk sent. */
+  async finish(): Promise<void> {
+    if (this.batch.length > 0 && !this.failed) this.ask();
+    this.done = true;
+    this.wakeSender();
+    await this.sender;
+    await Promise.all(this.acks);
+  }
+}

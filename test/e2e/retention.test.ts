@@ -70,8 +70,16 @@ class InProcessServer extends TestServer {
     return [...this.chunkFiles().values()].reduce((a, b) => a + b, 0);
   }
 
-  /** Makes every chunk look last used `ms` ago, as if that much time had passed. */
-  ageChunks(ms: number): void {
+  /**
+   * Makes every chunk look last used `ms` ago, as if that much time had passed
+   * (once new chunks, made durable in groups shortly after they arrive, are in place).
+   */
+  async ageChunks(ms: number): Promise<void> {
+    const tmp = path.join(this.dataDir, 'chunks', 'tmp');
+    for (let i = 0; fs.readdirSync(tmp).length > 0; i++) {
+      if (i === 500) throw new Error('new chunks were not put in place within 5 s');
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const then = new Date(Date.now() - ms);
     for (const hash of this.chunkFiles().keys()) fs.utimesSync(this.chunkFile(hash), then, then);
   }
@@ -181,7 +189,7 @@ describe('Retention and chunk collection', function () {
       assert.deepEqual({ versions: lowered.versions, versionBytes: lowered.versionBytes }, { versions: 1, versionBytes: SIZE });
       assert.equal(server.diskBytes(), 5 * SIZE + 50_000);
 
-      server.ageChunks(2 * DAY);
+      await server.ageChunks(2 * DAY);
       const second = await server.maintain();
       assert.equal(second.collection.freedBytes, 3 * SIZE);
       const after = await env.status();
@@ -224,7 +232,7 @@ describe('Retention and chunk collection', function () {
 
       const trashed = await env.status();
       assert.deepEqual({ items: trashed.trashItems, bytes: trashed.trashBytes }, { items: 2, bytes: 120_000 });
-      server.ageChunks(2 * DAY);
+      await server.ageChunks(2 * DAY);
 
       // 29 days later the trash (30 days by default) is still whole.
       server.offsetMs = 29 * DAY;
@@ -268,7 +276,7 @@ describe('Retention and chunk collection', function () {
         await laptop.syncOnce();
       }
       await env.setRetention({ versions: { keep: 1 } });
-      server.ageChunks(2 * DAY);
+      await server.ageChunks(2 * DAY);
       await server.maintain();
       const listed = await raw.request({ type: 'versions', path: 'memo.bin' }, 'versions-list');
       assert.deepEqual(listed.versions.map((v: any) => v.hash), [sha256Hex(m3), sha256Hex(m1)]);
@@ -311,7 +319,7 @@ describe('Retention and chunk collection', function () {
       };
       await upload(reused);
       await upload(garbage);
-      server.ageChunks(2 * DAY);
+      await server.ageChunks(2 * DAY);
 
       // The device learns that `reused` is on the server and uploads `fresh`; its push comes later.
       const asked = await device.request({ type: 'has-chunks', hashes: packHashes(chunked.get(reused)!.map((c) => c.hash)) }, 'missing');

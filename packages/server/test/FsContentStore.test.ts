@@ -86,4 +86,58 @@ describe('FsContentStore', () => {
       assert.deepEqual(await new FsContentStore(dir).usage(), { chunks: 2, bytes: 250 });
     });
   });
+
+  describe('#put and #flush', () => {
+    /** Runs `fn` with PATH set to `dirs` (the store runs `sync` from PATH). */
+    const withPath = async (dirs: string, fn: () => Promise<void>) => {
+      const saved = process.env.PATH;
+      process.env.PATH = dirs;
+      try {
+        await fn();
+      } finally {
+        process.env.PATH = saved;
+      }
+    };
+    const putMany = async (n: number) => {
+      const chunks = Array.from({ length: n }, (_, i) => randomBytes(100 + ((i * 7919) % 5000))).map((data) => ({ data, hash: sha256Hex(data) }));
+      await Promise.all(chunks.map((c) => store.put(c.hash, c.data)));
+      // Written but maybe not yet durable: already counted as present, so nothing is sent twice.
+      assert.deepEqual(await store.missing(chunks.map((c) => c.hash)), []);
+      await store.flush();
+      return chunks;
+    };
+    const assertStored = (chunks: Array<{ data: Buffer; hash: string }>) => {
+      for (const c of chunks) assert.ok(fs.readFileSync(fileOf(c.hash)).equals(c.data), `chunk ${c.hash} whole under its name`);
+      assert.deepEqual(fs.readdirSync(path.join(dir, 'chunks', 'tmp')), [], 'no temporary file left');
+    };
+
+    it('makes a large group of new chunks durable with one sync of the file system, then renames them', async () => {
+      const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'keepsync-bin-'));
+      const calls = path.join(bin, 'calls');
+      fs.writeFileSync(path.join(bin, 'sync'), `#!/bin/sh\necho "$@" >> ${calls}\nexec /bin/sync "$@"\n`, { mode: 0o755 });
+      try {
+        let chunks: Array<{ data: Buffer; hash: string }> = [];
+        await withPath(bin, async () => {
+          chunks = await putMany(300);
+        });
+        assertStored(chunks);
+        assert.deepEqual(await store.usage(), { chunks: 300, bytes: chunks.reduce((n, c) => n + c.data.length, 0) });
+        const lines = fs.readFileSync(calls, 'utf8').trim().split('\n');
+        assert.ok(lines.length >= 2, 'synced before and after the renames');
+        for (const l of lines) assert.equal(l, `--file-system ${path.join(dir, 'chunks')}`);
+      } finally {
+        fs.rmSync(bin, { recursive: true, force: true });
+      }
+    });
+
+    it('fsyncs each file where the file system cannot be synced at once', async () => {
+      let chunks: Array<{ data: Buffer; hash: string }> = [];
+      await withPath(path.join(dir, 'no-such-dir'), async () => {
+        chunks = await putMany(200);
+      });
+      assertStored(chunks);
+      // The store keeps working after the fallback, for later groups too.
+      assertStored(await putMany(50));
+    });
+  });
 });

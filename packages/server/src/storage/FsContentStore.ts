@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -7,16 +8,23 @@ import type { ContentStore, StoredChunk } from './ContentStore.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const FSYNC_PARALLEL = 32;
-/** Chunk files whose fsync may be in progress at once. */
-const SYNC_AHEAD = 64;
+/** New chunk files waiting to be made durable, at most: a put beyond waits for them. */
+const SYNC_AHEAD = 4096;
+/** New chunks are made durable together once this many wait, or after this long without a put. */
+const GROUP_CHUNKS = 1024;
+const GROUP_DELAY_MS = 20;
+/** Groups up to this size fsync each file; larger ones sync the whole file system at once. */
+const FSYNC_EACH_MAX = 16;
 
 /**
-/**
  * Chunks as files under `DIR/chunks/ab/abcdef…`. A put writes a temporary
- * file; its fsync and the rename into place run in the background,
+ * file; making it durable and renaming it into place run in the background,
  * overlapping the next chunks' transfer, so a chunk file is whole and on disk
- * or absent. `flush` waits for those and fsyncs the directories before the
- * index refers to the chunks.
+ * or absent. New chunks are made durable in groups: a few by an fsync each,
+ * many (thousands of small files) by one sync of the file system (syncfs
+ * through `sync --file-system`), then renamed, then synced again, which costs
+ * a fraction of an fsync per file. `flush` waits for those and makes the
+ * renames durable before the index refers to the chunks.
  *
  * A chunk file's modification time is when it was last used: written, or
  * found by `missing` or `put` (which touch it). The collector removes only
@@ -26,8 +34,13 @@ const SYNC_AHEAD = 64;
  */
 export class FsContentStore implements ContentStore {
   private readonly root: string;
-  /** Background fsync-and-rename of new chunks, per hash. */
+  /** Background sync-and-rename of new chunks, per hash. */
   private readonly settling = new Map<string, Promise<void>>();
+  /** New chunks written to temporary files, waiting for their group to be made durable. */
+  private waiting: Array<{ tmp: string; file: string; size: number; done: (err?: unknown) => void }> = [];
+  private groupTimer: NodeJS.Timeout | undefined;
+  /** False once syncing the file system at once failed here: groups then fsync each file. */
+  private syncfsWorks = process.platform === 'linux';
   private syncErrors: unknown[] = [];
   private dirtyDirs = new Set<string>();
   /** Prefix directories made by this process (a rename recreates one that vanished). */
@@ -82,16 +95,14 @@ export class FsContentStore implements ContentStore {
       while (this.settling.size >= SYNC_AHEAD) await Promise.race(this.settling.values());
       if (this.settling.has(hash)) return;
       const tmp = path.join(this.root, 'tmp', `${hash}.${randomBytes(6).toString('hex')}`);
-      const fh = await fs.open(tmp, 'wx');
       try {
-        await fh.writeFile(data);
+        await fs.writeFile(tmp, data, { flag: 'wx' });
       } catch (err) {
-        await fh.close().catch(() => {});
         await fs.rm(tmp, { force: true });
         throw err;
       }
       // Started while this use still holds the chunk, so a removal cannot slip in between.
-      const tracked: Promise<void> = this.use(hash, () => this.settle(fh, tmp, file, data.byteLength)).then(
+      const tracked: Promise<void> = this.use(hash, () => this.settle(tmp, file, data.byteLength)).then(
         () => {
           this.settling.delete(hash);
         },
@@ -105,16 +116,49 @@ export class FsContentStore implements ContentStore {
     });
   }
 
+  /** Resolves once the chunk in `tmp` is durable under its name `file`. */
+  private settle(tmp: string, file: string, size: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ tmp, file, size, done: (err) => (err === undefined ? resolve() : reject(err)) });
+      clearTimeout(this.groupTimer);
+      if (this.waiting.length >= GROUP_CHUNKS) void this.settleGroup();
+      else this.groupTimer = setTimeout(() => void this.settleGroup(), GROUP_DELAY_MS);
+    });
+  }
+
   /**
-   * fsync, then rename: a chunk file under its hash is always whole on disk,
-   * even after a crash. Runs while more chunks arrive; flush waits for it.
+   * Makes the waiting chunks durable, then renames them into place: a chunk
+   * file under its hash is always whole on disk, even after a crash.
    */
-  private async settle(fh: fs.FileHandle, tmp: string, file: string, size: number): Promise<void> {
+  private async settleGroup(): Promise<void> {
+    clearTimeout(this.groupTimer);
+    const group = this.waiting;
+    this.waiting = [];
+    if (group.length === 0) return;
     try {
-      await fh.sync();
-    } finally {
-      await fh.close();
+      const whole = group.length > FSYNC_EACH_MAX && (await this.syncFileSystem());
+      if (!whole) await parallel(group, FSYNC_PARALLEL, (c) => syncPath(c.tmp));
+      await parallel(group, FSYNC_PARALLEL, (c) => this.rename(c.tmp, c.file, c.size));
+      // The renames are durable by another sync of the file system, or by the directory fsyncs of `flush`.
+      if (!whole || !(await this.syncFileSystem())) for (const c of group) this.dirtyDirs.add(path.dirname(c.file));
+      for (const c of group) c.done();
+    } catch (err) {
+      for (const c of group) c.done(err ?? new Error('sync failed'));
     }
+  }
+
+  /** Syncs the whole file system of the store; false when that cannot be done here. */
+  private syncFileSystem(): Promise<boolean> {
+    if (!this.syncfsWorks) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      execFile('sync', ['--file-system', this.root], { timeout: 120_000 }, (err) => {
+        if (err) this.syncfsWorks = false;
+        resolve(!err);
+      });
+    });
+  }
+
+  private async rename(tmp: string, file: string, size: number): Promise<void> {
     const dir = path.dirname(file);
     if (!this.dirs.has(dir)) {
       await fs.mkdir(dir, { recursive: true });
@@ -127,7 +171,6 @@ export class FsContentStore implements ContentStore {
       await fs.mkdir(dir, { recursive: true });
       await fs.rename(tmp, file);
     });
-    this.dirtyDirs.add(dir);
     if (!existed) this.counted(1, size);
   }
 
@@ -172,6 +215,7 @@ export class FsContentStore implements ContentStore {
   }
 
   async flush(): Promise<void> {
+    if (this.waiting.length > 0) void this.settleGroup();
     await Promise.all([...this.settling.values()]);
     const errors = this.syncErrors.splice(0);
     if (errors.length > 0) throw errors[0];

@@ -1,13 +1,8 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import knexFactory, { type Knex } from 'knex';
-import pg from 'pg';
 import { KeepsyncError, errorMessage } from '@keepsync/protocol';
 import { migrationSource } from './migrations/index.js';
-
-// PostgreSQL returns BIGINT as strings; every BIGINT we store (sequences, sizes,
-// times in ms) fits a double exactly, so read them as numbers.
-pg.types.setTypeParser(20, (v: string) => Number(v));
 
 export type Db = Knex;
 
@@ -31,6 +26,11 @@ export async function openDatabase(loc: DatabaseLocation): Promise<Knex> {
     if (!/^postgres(ql)?:\/\//i.test(loc.databaseUrl)) {
       throw new KeepsyncError('USAGE', 'the database URL must look like postgres://USER:PASSWORD@HOST:PORT/DATABASE; leave it unset for SQLite in the data directory');
     }
+    // Loaded only here: a server on SQLite does not carry the PostgreSQL driver.
+    const { default: pg } = await import('pg');
+    // PostgreSQL returns BIGINT as strings; every BIGINT we store (sequences, sizes,
+    // times in ms) fits a double exactly, so read them as numbers.
+    pg.types.setTypeParser(20, (v: string) => Number(v));
     db = knexFactory({ client: 'pg', connection: loc.databaseUrl, pool: { min: 0, max: 8 }, log });
   } else {
     fs.mkdirSync(loc.dataDir, { recursive: true });

@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { generate } from 'selfsigned';
 import { KeepsyncError, errorMessage } from '@keepsync/protocol';
 
 /** The certificate the server presents, with what the admin page and devices need to know. */
@@ -103,6 +102,7 @@ async function generateCertificate(dir: string, certFile: string, keyFile: strin
   const now = Date.now();
   const dns = [...new Set(['localhost', os.hostname(), ...hostnames].filter((h) => h && !isIp(h)))];
   const ips = [...new Set(['127.0.0.1', '::1', ...hostnames.filter(isIp)])];
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: `Keepsync server ${os.hostname()}`.slice(0, 64) }], {
     keyType: 'ec',
     curve: 'P-256',

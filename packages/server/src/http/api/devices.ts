@@ -1,5 +1,4 @@
 import { Router } from 'express';
-import QRCode from 'qrcode';
 import { KeepsyncError } from '@keepsync/protocol';
 import type { Device } from '../../auth/DeviceRegistry.js';
 import { RateLimiter, PAIRING_POLICY } from '../../auth/RateLimiter.js';
@@ -72,6 +71,7 @@ export function deviceRoutes(deps: AppDeps): Router {
     const base = (await deps.settings.get()).publicUrl ?? deps.serverUrl();
     const link = pairingLink(base, code, fingerprint);
     // The QR code travels as SVG text; the page shows it as an image, never as markup.
+    const { default: QRCode } = await import('qrcode');
     const qr = await QRCode.toString(link, { type: 'svg', margin: 2, errorCorrectionLevel: 'M' });
     res.status(201).json({ code, link, fingerprint, expiresAt: new Date(expiresAt).toISOString(), qr });
   });

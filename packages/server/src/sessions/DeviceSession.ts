@@ -18,7 +18,7 @@ const UPLOAD_PARALLEL = 8;
  * from the socket (TCP then slows the device down); it reads again below half.
  */
 const INBOUND_HIGH_WATER = 24 * 1024 * 1024;
-/** KEEPSYNC_TRACE=1 logs every chunk stored or received again (resume checks in tests). */
+/** KEEPSYNC_TRACE=1 logs every chunk stored, received again or sent (resume checks in tests). */
 const TRACE = process.env.KEEPSYNC_TRACE === '1';
 
 export interface SessionDevice {
@@ -200,6 +200,7 @@ export class DeviceSession {
           await this.send({ type: 'error', id: m.id, code: 'CHUNK_MISSING', message: `chunk ${hashes[i]} is missing on the server` });
           continue;
         }
+        if (TRACE) this.log(`trace: chunk-data ${hashes[i]} ${data.byteLength} to ${this.device.name}`);
         await this.send({ type: 'chunk-data', id: m.id, hash: Buffer.from(hashes[i], 'hex'), data });
       }
     },

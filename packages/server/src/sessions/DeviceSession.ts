@@ -18,7 +18,14 @@ const UPLOAD_PARALLEL = 8;
  * from the socket (TCP then slows the device down); it reads again below half.
  */
 const INBOUND_HIGH_WATER = 24 * 1024 * 1024;
-/** KEEPSYNC_TRACE=1 logs every chunk stored, received again or sent (resume checks in tests). */
+/**
+ * What a received message costs while it waits besides its bytes (the
+ * decoded message, its place in the queue): counted with them, so that a
+ * flood of tiny requests from a device that does not read its answers
+ * stops being read after some thousands, not after millions.
+ */
+const MESSAGE_COST = 2048;
+/** KEEPSYNC_TRACE=1 logs every chunk stored, received again or sent, and each stop of reading (checks in tests). */
 const TRACE = process.env.KEEPSYNC_TRACE === '1';
 
 export interface SessionDevice {
@@ -76,11 +83,12 @@ export class DeviceSession {
   private enqueue(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
     // Whatever the device sends, at most INBOUND_HIGH_WATER bytes of it wait in memory.
-    const size = data.byteLength;
+    const size = data.byteLength + MESSAGE_COST;
     this.inbound += size;
     if (this.inbound > INBOUND_HIGH_WATER && !this.readingPaused) {
       this.readingPaused = true;
       this.ws.pause();
+      if (TRACE) this.log(`trace: reading paused for ${this.device.name} (${this.inbound} bytes pending)`);
     }
     const handled = () => {
       this.inbound -= size;

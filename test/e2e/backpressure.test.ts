@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { MAX_CHUNK_SIZE, MAX_FRAME, decodeServerMessage, encodeMessage, packHashes, unpackManifest, type ServerMessage } from '@keepsync/protocol';
+import { MAX_CHUNK_SIZE, MAX_FRAME, decodeServerMessage, encodeMessage, packHashes, unpackManifest, type RelPath, type ServerMessage } from '@keepsync/protocol';
 import { scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
 import { databaseKinds } from '../helpers/databases.js';
 import { RawSocket, redeemPairing } from '../helpers/rawDevice.js';
@@ -52,7 +52,7 @@ function countFrames(sock: RawSocket): Map<ServerMessage['type'], number> {
   sock.ws.on('message', (data) => {
     const m = decodeServerMessage(data as Buffer);
     counts.set(m.type, (counts.get(m.type) ?? 0) + 1);
-    if (m.type === 'error') sock.received.push(m);
+    if (m.type === 'error' || m.type === 'changed') sock.received.push(m);
   });
   return counts;
 }
@@ -158,6 +158,16 @@ describe('Slow and greedy devices (SQLite only: buffering does not depend on the
     await steadyValue('the server to stop sending', sentTo);
     const sentWhileStalled = sentTo();
 
+    // Changes made meanwhile are not queued one notice each for the stalled device.
+    const pusher = await rawDevice('pusher');
+    let lastSeq = 0;
+    const CHANGES = 50;
+    for (let i = 0; i < CHANGES; i++) {
+      pusher.send({ type: 'push', id: 10 + i, ops: [{ op: 'mkdir', path: `burst-${i}` as RelPath }] });
+      const [r] = (await pusher.next('pushed', (m) => m.id === 10 + i)).results;
+      assert.equal(r.status, 'ok', JSON.stringify(r));
+      lastSeq = Math.max(lastSeq, (r as { seq: number }).seq);
+    }
     await othersKeepSyncing('stalled.txt');
     // Another device downloads the same big file meanwhile, whole.
     await other.syncOnce(120_000);
@@ -171,9 +181,12 @@ describe('Slow and greedy devices (SQLite only: buffering does not depend on the
     await waitFor(`all ${wanted} chunks (got ${frames.get('chunk-data') ?? 0})`, () => frames.get('chunk-data') === wanted, 180_000, 100);
     assert.ok(sock.isOpen, `the connection closed: ${sock.closeCode} ${sock.closeReason}`);
     assert.deepEqual(sock.received.filter((m) => m.type === 'error'), []);
+    await waitFor('a notice of the latest change', () => sock.received.some((m) => m.type === 'changed' && m.seq >= lastSeq), 10_000, 50);
+    const notices = sock.received.filter((m) => m.type === 'changed').length;
+    assert.ok(notices <= 3, `${notices} change notices for ${CHANGES + 1} changes made while the device was not reading`);
 
     figures.stalledReader = {
-      askedMiB: asked / MiB, requests, sentBeforeStallMiB: +(sentWhileStalled / MiB).toFixed(1),
+      askedMiB: asked / MiB, requests, sentBeforeStallMiB: +(sentWhileStalled / MiB).toFixed(1), changesMeanwhile: CHANGES + 1, noticesAfter: notices,
       serverRssMiB: { before: Math.round(rssBefore), peak: Math.round(peak), grown: Math.round(grown) },
     };
     process.stderr.write(`      stalled reader: ${JSON.stringify(figures.stalledReader)}\n`);

@@ -48,6 +48,8 @@ export class DeviceSession {
   private inbound = 0;
   private readingPaused = false;
   private drainWaiters: Array<() => void> = [];
+  /** The latest change not told yet because the device had no room (0: none). */
+  private changedLater = 0;
   closed = false;
 
   constructor(
@@ -66,8 +68,16 @@ export class DeviceSession {
     });
   }
 
-  /** Tells the device that the folder changed up to `seq`. */
+  /**
+   * Tells the device that the folder changed up to `seq`. A device that is
+   * not taking what is sent gets one notice of the latest change once it
+   * has room again, not one per change meanwhile.
+   */
   notifyChanged(seq: number): void {
+    if (this.buffered >= HIGH_WATER) {
+      this.changedLater = Math.max(this.changedLater, seq);
+      return;
+    }
     this.send({ type: 'changed', seq });
   }
 
@@ -161,7 +171,13 @@ export class DeviceSession {
     this.buffered += frame.byteLength;
     this.ws.send(frame, { binary: true }, () => {
       this.buffered -= frame.byteLength;
-      if (this.buffered < HIGH_WATER / 2) for (const w of this.drainWaiters.splice(0)) w();
+      if (this.buffered >= HIGH_WATER / 2) return;
+      if (this.changedLater > 0) {
+        const seq = this.changedLater;
+        this.changedLater = 0;
+        void this.send({ type: 'changed', seq });
+      }
+      for (const w of this.drainWaiters.splice(0)) w();
     });
     if (this.buffered < HIGH_WATER) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));

@@ -3,8 +3,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { MAX_CHUNK_SIZE, MAX_FRAME, decodeServerMessage, encodeMessage, packHashes, unpackManifest, type RelPath, type ServerMessage } from '@keepsync/protocol';
-import { scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
-import { databaseKinds } from '../helpers/databases.js';
+import { startServer, type ContentStore, type RunningServer } from '@keepsync/server';
+import { TestServer, scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
+import { databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { RawSocket, redeemPairing } from '../helpers/rawDevice.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -267,5 +268,89 @@ describe('Slow and greedy devices (SQLite only: buffering does not depend on the
     assert.equal(code, 1006, 'cut off (terminated), not closed by a protocol error');
     assert.ok(grown < 128, `server memory grew by ${grown.toFixed(0)} MiB while ${REQUESTS} requests waited`);
     await othersKeepSyncing('after-chatty.txt');
+  });
+});
+
+/** The real content store, with its first `count` puts held back `ms` each: a disk that has fallen far behind. */
+function slowFirstPuts(store: ContentStore, count: number, ms: number): ContentStore {
+  let slow = count;
+  return new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'put') {
+        return async (hash: string, data: Uint8Array) => {
+          if (slow-- > 0) await new Promise((r) => setTimeout(r, ms));
+          return target.put(hash, data);
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/** A real server in this process (real TLS, real store), whose disk is slowed down. */
+class SlowDiskServer extends TestServer {
+  running?: RunningServer;
+  readonly log: string[] = [];
+
+  constructor(db: TestDatabase, private readonly slowPuts: number, private readonly slowMs: number) {
+    super(db);
+  }
+
+  override async start(): Promise<this> {
+    this.running = await startServer({
+      dataDir: this.dataDir, certsDir: this.certsDir, host: '127.0.0.1', port: 0, databaseUrl: this.db.url,
+      log: (line) => this.log.push(line), wrapContent: (store) => slowFirstPuts(store, this.slowPuts, this.slowMs),
+    });
+    this.url = this.running.url;
+    this.fingerprint = this.running.fingerprint;
+    return this;
+  }
+
+  override async stop(): Promise<void> {
+    await this.running?.close();
+    this.running = undefined;
+  }
+}
+
+describe('A server whose disk falls behind (in process, its content store slowed down; SQLite only)', function () {
+  this.timeout(180_000);
+  let db: TestDatabase;
+  let server: SlowDiskServer;
+  let sock: RawSocket | undefined;
+
+  afterEach(async () => {
+    sock?.terminate();
+    await server?.cleanup();
+    await db?.drop();
+  });
+
+  it('keeps a device whose uploads it stopped reading while they are stored, longer than the heartbeat allows silence', async () => {
+    // The first two 16 MiB chunks take 25 s each to store: past the 24 MiB mark the server stops
+    // reading the device for 25 s, longer than the 10-20 s after which a silent device is cut.
+    const HOLD_MS = 25_000;
+    db = await databaseKinds()[0].create();
+    server = await new SlowDiskServer(db, 2, HOLD_MS).start();
+    const { token } = await redeemPairing(server, 'patient');
+    ({ sock } = await RawSocket.welcomed(server, token));
+    const frames = countFrames(sock);
+    const CHUNKS = 5;
+    const base = randomBytes(MAX_CHUNK_SIZE);
+    const started = Date.now();
+    for (let i = 0; i < CHUNKS; i++) {
+      const data = Buffer.from(base);
+      data.writeUInt32BE(i, 0);
+      sock.send({ type: 'put-chunk', id: 1000 + i, hash: sha256(data), data });
+    }
+    await waitFor(`all ${CHUNKS} chunks stored (got ${frames.get('chunk-ok') ?? 0})`, () => {
+      if (!sock!.isOpen) throw new Error(`the server cut the device: ${sock!.closeCode} ${sock!.closeReason}`);
+      return frames.get('chunk-ok') === CHUNKS;
+    }, 120_000, 100);
+    const seconds = (Date.now() - started) / 1000;
+    figures.slowDisk = { chunks: CHUNKS, chunkMiB: MAX_CHUNK_SIZE / MiB, heldSeconds: HOLD_MS / 1000, storedAllAfterSeconds: Math.round(seconds) };
+    process.stderr.write(`      slow disk: ${JSON.stringify(figures.slowDisk)}\n`);
+    assert.ok(seconds * 1000 >= HOLD_MS, 'the slow puts were held back');
+    assert.ok(sock.isOpen);
+    assert.deepEqual(sock.received.filter((m) => m.type === 'error'), []);
   });
 });

@@ -47,6 +47,8 @@ export class DeviceSession {
   private buffered = 0;
   private inbound = 0;
   private readingPaused = false;
+  /** Chunk uploads being written to the content store now. */
+  private storing = 0;
   private drainWaiters: Array<() => void> = [];
   /** The latest change not told yet because the device had no room (0: none). */
   private changedLater = 0;
@@ -79,6 +81,17 @@ export class DeviceSession {
       return;
     }
     this.send({ type: 'changed', seq });
+  }
+
+  /**
+   * True while the session has stopped reading the device because its
+   * chunks are still being stored: the device's bytes wait unread in the
+   * socket, so its silence says nothing about the link (a slow disk is the
+   * server's doing). A device that is not reading its answers stalls the
+   * session with nothing being stored, and gets no such excuse.
+   */
+  get waitingForStorage(): boolean {
+    return this.readingPaused && this.storing > 0;
   }
 
   /** Closes the connection now (removal, shutdown). */
@@ -203,7 +216,12 @@ export class DeviceSession {
           const again = (await this.content.missing([hash])).length === 0;
           this.log(`trace: put-chunk ${hash} ${m.data.byteLength} ${again ? 'received again' : 'stored'}`);
         }
-        await this.content.put(hash, m.data);
+        this.storing++;
+        try {
+          await this.content.put(hash, m.data);
+        } finally {
+          this.storing--;
+        }
         await this.send({ type: 'chunk-ok', id: m.id });
       } catch (err) {
         const code = err instanceof KeepsyncError ? err.code : 'INTERNAL';

@@ -96,7 +96,7 @@ describe('Resuming transfers of a killed device process (SQLite only: behaviour 
     return p;
   }
 
-  /** A 32 MiB file on the server, and a device about to download it, killed a third of the way. */
+  /** A 32 MiB file on the server, and a device about to download it, killed half way. */
   async function killedDownload(): Promise<{ d: TestDevice; content: Buffer; firstRun: number }> {
     const d = await s.addDevice('receiver');
     d.env = { KEEPSYNC_TRACE: '1' };
@@ -104,7 +104,7 @@ describe('Resuming transfers of a killed device process (SQLite only: behaviour 
     const content = randomBytes(FILE);
     src.write('big.bin', content);
     await src.syncOnce();
-    await killMidway(d, ['--max-download', RATE], () => sum(sentTo('receiver')) >= FILE / 3);
+    await killMidway(d, ['--max-download', RATE], () => sum(sentTo('receiver')) >= FILE / 2);
     const firstRun = sum(sentTo('receiver'));
     assert.ok(!d.exists('big.bin'), 'the download was cut short');
     assert.equal(leftovers(d.dir).length, 1, 'the killed download left its temporary file');
@@ -125,9 +125,10 @@ describe('Resuming transfers of a killed device process (SQLite only: behaviour 
       chunks: new Set(sent.map((c) => c.hash)).size, chunksSentTwice: twice.chunks, bytesSentTwiceMiB: mib(twice.bytes),
     };
     process.stderr.write(`      download killed: ${JSON.stringify(figures.downloadKilled)}\n`);
-    // What was in flight when the process died (at most the request or two the rate limit had let out) may come again; nothing more.
-    assert.ok(twice.bytes <= 2 * MiB, `${mib(twice.bytes)} MiB (${twice.chunks} chunks) were sent twice`);
-    assert.ok(sum(sent) <= FILE + 2 * MiB, `${mib(sum(sent))} MiB sent for a ${mib(FILE)} MiB file`);
+    // What was in flight when the process died (the requests of 1 MiB the rate limit had let out) may come
+    // again; nothing more. Fetching everything again would be 16 MiB.
+    assert.ok(twice.bytes <= 4 * MiB, `${mib(twice.bytes)} MiB (${twice.chunks} chunks) were sent twice`);
+    assert.ok(sum(sent) <= FILE + 4 * MiB, `${mib(sum(sent))} MiB sent for a ${mib(FILE)} MiB file`);
   });
 
   it('keeps only the verified chunks of a damaged temporary file, and removes temporary files nothing wants (B2, I4)', async () => {

@@ -615,24 +615,33 @@ async function benchInsert() {
  * behind 40 Mbit/s each way (tc tbf) and a relay adding 50 ms each way;
  * steady throughput against the bandwidth, chunks sent twice after a cut
  * link, how long a blackholed link goes unnoticed, rate limits. Needs root
- * (ip netns); otherwise the figure says why it was skipped.
+ * (ip netns); otherwise the figure says why it was skipped. Also those of
+ * test/e2e/resume.test.ts (transfers of a killed device process) and
+ * test/e2e/backpressure.test.ts (server memory under slow and flooding
+ * devices), which need no namespace.
  */
 async function benchNetwork() {
   const mocha = path.join(ROOT, 'node_modules/mocha/bin/mocha.js');
   const env = { ...process.env };
   delete env.KEEPSYNC_TEST_DATABASE_URL;
-  const child = spawn(process.execPath, [mocha, '--no-config', '--import=tsx', '--timeout', '300000', 'test/e2e/network.test.ts', '-g', 'Network|Transfer limits'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const files = ['test/e2e/network.test.ts', 'test/e2e/resume.test.ts', 'test/e2e/backpressure.test.ts'];
+  const child = spawn(process.execPath, [mocha, '--no-config', '--import=tsx', '--timeout', '300000', ...files, '-g', 'Network|Transfer limits|Resuming|Slow and greedy'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
   const code = await new Promise((resolve) => child.on('exit', (c) => resolve(c)));
   children.delete(child);
+  const more = {};
+  for (const kind of ['resume', 'backpressure']) {
+    const m = new RegExp(`${kind} figures: (\\{.*\\})`).exec(out);
+    if (m) Object.assign(more, JSON.parse(m[1]));
+  }
   const skipped = /network tests skipped: (.*)/.exec(out);
-  if (skipped) return { skipped: skipped[1] };
+  if (skipped) return { skipped: skipped[1], testsPassed: code === 0, ...more };
   const figures = /network figures: (\{.*\})/.exec(out);
   if (!figures) throw new Error(`network tests printed no figures (exit ${code}): ${out.slice(-3000)}`);
-  return { testsPassed: code === 0, ...JSON.parse(figures[1]) };
+  return { testsPassed: code === 0, ...JSON.parse(figures[1]), ...more };
 }
 
 // ---------------------------------------------------------------- main

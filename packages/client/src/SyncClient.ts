@@ -7,6 +7,7 @@ import { Scanner } from './scanner/Scanner.js';
 import { Connection } from './transport/Connection.js';
 import { TokenBucket } from './transport/TokenBucket.js';
 import { Engine } from './sync/Engine.js';
+import { isDownloadTemp } from './sync/transfers.js';
 import { Progress } from './progress.js';
 import { watchFolder, type Watcher } from './watcher/Watcher.js';
 
@@ -64,7 +65,8 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   let watcher: Watcher | undefined;
   let debounce: NodeJS.Timeout | undefined;
   try {
-    await folder.cleanTemps();
+    // A download's temporary file from a run that was killed is resumed, not fetched again.
+    engine.adoptLeftovers(await folder.cleanTemps(isDownloadTemp));
     if (!opts.once) {
       watcher = await watchFolder(
         pairing.dir,

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { ContentStore } from './storage/ContentStore.js';
 
 /** Everything `keepsync server` can be told, after defaults. */
 export interface ServerConfig {
@@ -19,6 +20,8 @@ export interface ServerConfig {
   gcGraceMs?: number;
   /** How often retention and chunk collection run (default hourly, and once at start). */
   maintenanceIntervalMs?: number;
+  /** Wraps the content store the server uses (tests: a slow or failing disk around the real store). */
+  wrapContent?: (store: ContentStore) => ContentStore;
 }
 
 /** Fills defaults from the environment, as the SPEC's table gives them. */
@@ -39,5 +42,6 @@ export function resolveConfig(opts: Partial<ServerConfig>, env: NodeJS.ProcessEn
     clock: opts.clock,
     gcGraceMs: opts.gcGraceMs,
     maintenanceIntervalMs: opts.maintenanceIntervalMs,
+    wrapContent: opts.wrapContent,
   };
 }

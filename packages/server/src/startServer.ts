@@ -49,8 +49,9 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
   const db = await openDatabase({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir });
   const closers: Array<() => Promise<void> | void> = [() => db.destroy()];
   try {
-    const content = new FsContentStore(cfg.dataDir);
-    await content.init();
+    const store = new FsContentStore(cfg.dataDir);
+    await store.init();
+    const content = cfg.wrapContent ? cfg.wrapContent(store) : store;
     const meta = new KnexMetadataStore(db);
     await meta.ensureFolder('Sync', randomBytes(16).toString('hex'), clock());
     const sync = new SyncService(meta, content, clock);

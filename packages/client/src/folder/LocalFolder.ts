@@ -99,11 +99,26 @@ export class LocalFolder {
     return (exp.size === undefined || st.size === exp.size) && (exp.mtime === undefined || st.mtimeMs === exp.mtime) && (exp.ino === undefined || st.ino === exp.ino);
   }
 
-  async begin(localPath: string): Promise<PendingWrite> {
+  /** The absolute path of the temporary file `.keepsync-` + `name` beside `localPath`. */
+  tempPath(localPath: string, name: string): string {
+    return path.join(path.dirname(this.abs(localPath)), `${TEMP_PREFIX}${name}`);
+  }
+
+  /**
+   * Starts writing `localPath` through a new temporary file beside it, named
+   * `.keepsync-` + `name` when given (a name that finds the file again after
+   * a crash, see `reopen`), or a random name. A file already there under
+   * that name is one of ours and is replaced.
+   */
+  async begin(localPath: string, name?: string): Promise<PendingWrite> {
     await this.ensureParents(localPath);
     const target = this.abs(localPath);
-    const tmp = path.join(path.dirname(target), `${TEMP_PREFIX}${randomBytes(6).toString('hex')}`);
+    const tmp = this.tempPath(localPath, name ?? randomBytes(6).toString('hex'));
     const fh = await fsp.open(tmp, 'wx', 0o644).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EEXIST' && name !== undefined) {
+        await fsp.rm(tmp, { force: true });
+        return fsp.open(tmp, 'wx', 0o644);
+      }
       if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') throw err;
       // A parent folder changed since it was last checked: check again.
       this.knownDirs.clear();
@@ -112,6 +127,27 @@ export class LocalFolder {
     });
     this.knownDirs.add(path.posix.dirname(localPath));
     return { fh, tmp, target };
+  }
+
+  /**
+   * Opens again the temporary file `.keepsync-` + `name` that an earlier
+   * `begin(localPath, name)` left (a process killed mid-download), to go on
+   * writing it; undefined when it is not there as a plain file. What it holds
+   * is unverified: the caller checks it before keeping any of it.
+   */
+  async reopen(localPath: string, name: string): Promise<PendingWrite | undefined> {
+    const target = this.abs(localPath);
+    const tmp = this.tempPath(localPath, name);
+    // Never through a symbolic link, neither the file nor (as in begin) its folders.
+    const st = await fsp.lstat(tmp).catch(() => undefined);
+    if (!st?.isFile()) return undefined;
+    try {
+      await this.ensureParents(localPath);
+    } catch {
+      return undefined;
+    }
+    const fh = await fsp.open(tmp, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW).catch(() => undefined);
+    return fh ? { fh, tmp, target } : undefined;
   }
 
   /** Drops a pending write, leaving nothing behind. */
@@ -232,17 +268,28 @@ export class LocalFolder {
 
   /**
    * Removes `.keepsync-*` leftovers of an interrupted run (a crash mid-download)
-   * anywhere in the folder. Symbolic links are not followed.
+   * anywhere in the folder, except those `keep` accepts (by name): their
+   * absolute paths are answered, for the caller to resume or remove later.
+   * Symbolic links are not followed.
    */
-  async cleanTemps(): Promise<void> {
+  async cleanTemps(keep: (name: string) => boolean = () => false): Promise<string[]> {
+    const kept: string[] = [];
     const stack = [this.root];
     while (stack.length > 0) {
       const dir = stack.pop()!;
       const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => [] as fs.Dirent[]);
       for (const e of entries) {
-        if (e.name.startsWith(TEMP_PREFIX) && e.isFile()) await fsp.rm(path.join(dir, e.name), { force: true });
-        else if (e.isDirectory()) stack.push(path.join(dir, e.name));
+        if (e.name.startsWith(TEMP_PREFIX) && e.isFile()) {
+          if (keep(e.name)) kept.push(path.join(dir, e.name));
+          else await fsp.rm(path.join(dir, e.name), { force: true });
+        } else if (e.isDirectory()) stack.push(path.join(dir, e.name));
       }
     }
+    return kept;
+  }
+
+  /** Removes one of the files `cleanTemps` kept (absolute path; nothing but a `.keepsync-*` file). */
+  async removeKeptTemp(absTemp: string): Promise<void> {
+    if (path.basename(absTemp).startsWith(TEMP_PREFIX) && absTemp.startsWith(this.root + path.sep)) await fsp.rm(absTemp, { force: true });
   }
 }

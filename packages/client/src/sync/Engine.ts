@@ -92,6 +92,16 @@ export class Engine {
     await this.partials.clear();
   }
 
+  /**
+   * Temporary files of downloads an earlier run left (it was killed), found
+   * before the first cycle (absolute paths): a download of the same content
+   * to the same path resumes from the chunks in them that verify; the first
+   * cycle that goes through removes the others.
+   */
+  adoptLeftovers(absTemps: string[]): void {
+    this.partials.adoptLeftovers(absTemps);
+  }
+
   /** A local path may have changed (from the watcher). */
   markLocal(localPath: string): void {
     this.dirtyLocal.add(localPath);
@@ -366,7 +376,10 @@ export class Engine {
   async cycle(conn: Connection): Promise<CycleResult> {
     this.folder.forgetDirs();
     try {
-      return await this.pass(conn);
+      const result = await this.pass(conn);
+      // A whole pass planned every download there is: an earlier run's temporary file none of them took is not wanted.
+      await this.partials.dropLeftovers();
+      return result;
     } catch (err) {
       this.fullScan = true;
       throw err;

@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { KeepsyncError, errorMessage, sha256Hex, unpackManifest, type Manifest, type RelPath } from '@keepsync/protocol';
+import { KeepsyncError, TEMP_PREFIX, errorMessage, sha256Hex, unpackManifest, type Manifest, type RelPath } from '@keepsync/protocol';
 import type { LocalIndex } from '../index/LocalIndex.js';
 import type { LocalFolder, PendingWrite, Expected } from '../folder/LocalFolder.js';
 import type { Connection } from '../transport/Connection.js';
@@ -32,32 +32,92 @@ interface Partial {
   bytes: number;
 }
 
+/** KEEPSYNC_TRACE=1 logs each download resumed from a temporary file an earlier run left. */
+const TRACE = process.env.KEEPSYNC_TRACE === '1';
+
+/**
+ * The name (after `.keepsync-`) of the temporary file that downloads `hash`
+ * to `localPath`. The same in every run, so that a run after a crash (a
+ * killed process, a power cut) finds the chunks the last one wrote.
+ */
+export function downloadTempName(localPath: string, hash: string): string {
+  return sha256Hex(Buffer.from(`${localPath}\0${hash}`, 'utf8')).slice(0, 32);
+}
+
+/** True for a file name `downloadTempName` gives (with its `.keepsync-` prefix). */
+export function isDownloadTemp(fileName: string): boolean {
+  return fileName.startsWith(TEMP_PREFIX) && /^[0-9a-f]{32}$/.test(fileName.slice(TEMP_PREFIX.length));
+}
+
 /**
  * Downloads cut off by a lost connection, kept so that the next attempt
  * (after reconnecting) goes on from the last chunk written instead of from
  * the start. Every chunk in a partial file was verified against its hash.
+ * Temporary files an earlier process left (it was killed) are resumed too,
+ * once the chunks at their start are verified again; those no download of
+ * the next cycle wants are removed.
  */
 export class PartialDownloads {
   private readonly byPath = new Map<string, Partial>();
+  /** Temporary files of an earlier run (absolute paths), not yet resumed or removed. */
+  private readonly leftovers = new Set<string>();
 
   constructor(private readonly folder: LocalFolder) {}
 
-  /** The partial file for `localPath` when it is the same content; any other is dropped. */
-  async take(localPath: string, hash: string): Promise<Partial | undefined> {
-    const p = this.byPath.get(localPath);
-    if (!p) return undefined;
-    this.byPath.delete(localPath);
-    if (p.hash === hash) return p;
+  /** Takes in download temporary files an earlier run left (absolute paths, see `LocalFolder.cleanTemps`). */
+  adoptLeftovers(absTemps: string[]): void {
+    for (const t of absTemps) this.leftovers.add(t);
+  }
+
+  /** The partial file for this download when it holds the same content; any other is dropped. */
+  async take(job: DownloadJob): Promise<Partial | undefined> {
+    const p = this.byPath.get(job.localPath);
+    if (!p) return this.resumeLeftover(job);
+    this.byPath.delete(job.localPath);
+    if (p.hash === job.hash) return p;
     await this.folder.abort(p.w);
-    return undefined;
+    return this.resumeLeftover(job);
+  }
+
+  /**
+   * The temporary file an earlier run left for this very download, with the
+   * chunks at its start that match the manifest; the bytes after the first
+   * chunk that does not match are cut off (nothing unverified is kept).
+   */
+  private async resumeLeftover(job: DownloadJob): Promise<Partial | undefined> {
+    if (this.leftovers.size === 0) return undefined;
+    const name = downloadTempName(job.localPath, job.hash);
+    if (!this.leftovers.delete(this.folder.tempPath(job.localPath, name))) return undefined;
+    const w = await this.folder.reopen(job.localPath, name);
+    if (!w) return undefined;
+    try {
+      const size = (await w.fh.stat()).size;
+      const p: Partial = { hash: job.hash, w, h: createHash('sha256'), pieces: 0, bytes: 0 };
+      for (const c of unpackManifest(job.manifest)) {
+        if (p.bytes + c.size > size) break;
+        const data = Buffer.allocUnsafe(c.size);
+        const { bytesRead } = await w.fh.read(data, 0, c.size, p.bytes);
+        if (bytesRead !== c.size || sha256Hex(data) !== c.hash) break;
+        p.h.update(data);
+        p.pieces++;
+        p.bytes += c.size;
+      }
+      await w.fh.truncate(p.bytes);
+      if (TRACE) process.stderr.write(`keepsync trace: resuming ${job.path} after ${p.pieces} verified chunks (${p.bytes} of ${size} bytes kept)\n`);
+      return p;
+    } catch {
+      await this.folder.abort(w);
+      return undefined;
+    }
   }
 
   keep(localPath: string, p: Partial): void {
     this.byPath.set(localPath, p);
   }
 
-  /** True when `absTemp` is the temporary file of a kept partial download. */
+  /** True when `absTemp` is the temporary file of a kept partial download or of an earlier run's. */
   holds(absTemp: string): boolean {
+    if (this.leftovers.has(absTemp)) return true;
     for (const p of this.byPath.values()) if (p.w.tmp === absTemp) return true;
     return false;
   }
@@ -71,9 +131,18 @@ export class PartialDownloads {
     }
   }
 
+  /** Removes the earlier run's temporary files that no download took (a cycle went through without wanting them). */
+  async dropLeftovers(): Promise<void> {
+    for (const t of [...this.leftovers]) {
+      this.leftovers.delete(t);
+      await this.folder.removeKeptTemp(t);
+    }
+  }
+
   /** Removes every partial file (the sync is stopping). */
   async clear(): Promise<void> {
     await this.retain(new Set());
+    await this.dropLeftovers();
   }
 }
 
@@ -91,7 +160,7 @@ export async function downloadFiles(
   await partials.retain(new Set(jobs.map((j) => j.localPath)));
   const resumed = new Map<number, Partial>();
   for (const [i, job] of jobs.entries()) {
-    const p = await partials.take(job.localPath, job.hash);
+    const p = await partials.take(job);
     if (p) resumed.set(i, p);
   }
   // Chunks the index knows a local copy of are read here; the rest come from the server, in file order.
@@ -115,7 +184,7 @@ export async function downloadFiles(
     let st: Partial | undefined = resumed.get(i);
     let failed = false;
     try {
-      st ??= { hash: job.hash, w: await folder.begin(job.localPath), h: createHash('sha256'), pieces: 0, bytes: 0 };
+      st ??= { hash: job.hash, w: await folder.begin(job.localPath, downloadTempName(job.localPath, job.hash)), h: createHash('sha256'), pieces: 0, bytes: 0 };
       for (const c of pieces[i].slice(st.pieces)) {
         const data = c.occ >= 0 ? await fetcher.get(c.occ) : (await readLocal(c.hash, c.size, index, folder)) ?? (await fetcher.fetchOne(c.hash));
         await st.w.fh.write(data, 0, data.byteLength, st.bytes);

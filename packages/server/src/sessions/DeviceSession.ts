@@ -18,7 +18,14 @@ const UPLOAD_PARALLEL = 8;
  * from the socket (TCP then slows the device down); it reads again below half.
  */
 const INBOUND_HIGH_WATER = 24 * 1024 * 1024;
-/** KEEPSYNC_TRACE=1 logs every chunk stored or received again (resume checks in tests). */
+/**
+ * What a received message costs while it waits besides its bytes (the
+ * decoded message, its place in the queue): counted with them, so that a
+ * flood of tiny requests from a device that does not read its answers
+ * stops being read after some thousands, not after millions.
+ */
+const MESSAGE_COST = 2048;
+/** KEEPSYNC_TRACE=1 logs every chunk stored, received again or sent, and each stop of reading (checks in tests). */
 const TRACE = process.env.KEEPSYNC_TRACE === '1';
 
 export interface SessionDevice {
@@ -40,7 +47,11 @@ export class DeviceSession {
   private buffered = 0;
   private inbound = 0;
   private readingPaused = false;
+  /** Chunk uploads being written to the content store now. */
+  private storing = 0;
   private drainWaiters: Array<() => void> = [];
+  /** The latest change not told yet because the device had no room (0: none). */
+  private changedLater = 0;
   closed = false;
 
   constructor(
@@ -59,9 +70,28 @@ export class DeviceSession {
     });
   }
 
-  /** Tells the device that the folder changed up to `seq`. */
+  /**
+   * Tells the device that the folder changed up to `seq`. A device that is
+   * not taking what is sent gets one notice of the latest change once it
+   * has room again, not one per change meanwhile.
+   */
   notifyChanged(seq: number): void {
+    if (this.buffered >= HIGH_WATER) {
+      this.changedLater = Math.max(this.changedLater, seq);
+      return;
+    }
     this.send({ type: 'changed', seq });
+  }
+
+  /**
+   * True while the session has stopped reading the device because its
+   * chunks are still being stored: the device's bytes wait unread in the
+   * socket, so its silence says nothing about the link (a slow disk is the
+   * server's doing). A device that is not reading its answers stalls the
+   * session with nothing being stored, and gets no such excuse.
+   */
+  get waitingForStorage(): boolean {
+    return this.readingPaused && this.storing > 0;
   }
 
   /** Closes the connection now (removal, shutdown). */
@@ -76,11 +106,12 @@ export class DeviceSession {
   private enqueue(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
     // Whatever the device sends, at most INBOUND_HIGH_WATER bytes of it wait in memory.
-    const size = data.byteLength;
+    const size = data.byteLength + MESSAGE_COST;
     this.inbound += size;
     if (this.inbound > INBOUND_HIGH_WATER && !this.readingPaused) {
       this.readingPaused = true;
       this.ws.pause();
+      if (TRACE) this.log(`trace: reading paused for ${this.device.name} (${this.inbound} bytes pending)`);
     }
     const handled = () => {
       this.inbound -= size;
@@ -153,7 +184,13 @@ export class DeviceSession {
     this.buffered += frame.byteLength;
     this.ws.send(frame, { binary: true }, () => {
       this.buffered -= frame.byteLength;
-      if (this.buffered < HIGH_WATER / 2) for (const w of this.drainWaiters.splice(0)) w();
+      if (this.buffered >= HIGH_WATER / 2) return;
+      if (this.changedLater > 0) {
+        const seq = this.changedLater;
+        this.changedLater = 0;
+        void this.send({ type: 'changed', seq });
+      }
+      for (const w of this.drainWaiters.splice(0)) w();
     });
     if (this.buffered < HIGH_WATER) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
@@ -179,7 +216,12 @@ export class DeviceSession {
           const again = (await this.content.missing([hash])).length === 0;
           this.log(`trace: put-chunk ${hash} ${m.data.byteLength} ${again ? 'received again' : 'stored'}`);
         }
-        await this.content.put(hash, m.data);
+        this.storing++;
+        try {
+          await this.content.put(hash, m.data);
+        } finally {
+          this.storing--;
+        }
         await this.send({ type: 'chunk-ok', id: m.id });
       } catch (err) {
         const code = err instanceof KeepsyncError ? err.code : 'INTERNAL';
@@ -200,6 +242,7 @@ export class DeviceSession {
           await this.send({ type: 'error', id: m.id, code: 'CHUNK_MISSING', message: `chunk ${hashes[i]} is missing on the server` });
           continue;
         }
+        if (TRACE) this.log(`trace: chunk-data ${hashes[i]} ${data.byteLength} to ${this.device.name}`);
         await this.send({ type: 'chunk-data', id: m.id, hash: Buffer.from(hashes[i], 'hex'), data });
       }
     },

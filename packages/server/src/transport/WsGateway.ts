@@ -51,6 +51,7 @@ export class WsGateway {
   private unauthenticated = 0;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly alive = new WeakMap<WebSocket, boolean>();
+  private readonly sessionOf = new WeakMap<WebSocket, DeviceSession>();
 
   constructor(private readonly deps: GatewayDeps) {
     this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_INTERVAL_MS);
@@ -151,6 +152,7 @@ export class WsGateway {
     const publicUrl = await this.deps.publicUrl();
     const session = new DeviceSession(ws, auth.device, folder, this.deps.sync, this.deps.content, this.deps.folderOps, this.deps.log);
     this.deps.sessions.add(session);
+    this.sessionOf.set(ws, session);
     ws.once('close', () => {
       this.deps.sessions.delete(session);
       void this.deps.devices.touch(auth.device.id, { address }).catch(() => {});
@@ -165,7 +167,8 @@ export class WsGateway {
 
   private beat(): void {
     for (const ws of this.wss.clients) {
-      if (this.alive.get(ws) === false) {
+      // Silent because the server stopped reading it while its uploads are stored: not dead.
+      if (this.alive.get(ws) === false && !this.sessionOf.get(ws)?.waitingForStorage) {
         ws.terminate();
         continue;
       }

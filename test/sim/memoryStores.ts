@@ -10,6 +10,7 @@ interface Data {
   versions: VersionRecord[];
   trash: TrashItemRecord[];
   trashEntries: TrashEntryRecord[];
+  restoredAt: Map<number, number | null>;
 }
 
 const key = (folderId: number, path: string) => `${folderId}\u0000${path}`;
@@ -23,6 +24,7 @@ function clone(d: Data): Data {
     versions: [...d.versions],
     trash: d.trash.map((t) => ({ ...t })),
     trashEntries: [...d.trashEntries],
+    restoredAt: new Map(d.restoredAt),
   };
 }
 
@@ -32,7 +34,7 @@ function clone(d: Data): Data {
  * and every promise resolves without touching timers or I/O.
  */
 export class MemoryMetadataStore implements MetadataStore {
-  data: Data = { folders: [], entries: new Map(), versions: [], trash: [], trashEntries: [] };
+  data: Data = { folders: [], entries: new Map(), versions: [], trash: [], trashEntries: [], restoredAt: new Map() };
 
   async transaction<T>(fn: (tx: MetadataTx) => Promise<T>): Promise<T> {
     const work = clone(this.data);
@@ -163,8 +165,23 @@ class MemoryTx implements MetadataTx {
     return id;
   }
 
-  async setTrashState(id: number, state: TrashItemRecord['state']) {
-    this.d.trash.find((t) => t.id === id)!.state = state;
+  async setTrashState(id: number, state: TrashItemRecord['state'], at: number) {
+    const item = this.d.trash.find((t) => t.id === id)!;
+    item.state = state;
+    this.d.restoredAt.set(id, state === 'restored' ? at : null);
+  }
+
+  async history(folderId: number, scope: RelPath | undefined) {
+    const inScope = (p: string) => scope === undefined || p === scope || under(p, scope);
+    const versions = this.d.versions.filter((v) => v.folderId === folderId && inScope(v.path)).map(({ manifest: _, ...v }) => v);
+    const deletions = [];
+    for (const e of this.d.trashEntries) {
+      const item = this.d.trash.find((t) => t.id === e.trashItemId)!;
+      const v = this.d.versions.find((x) => x.id === e.versionId);
+      if (e.kind !== 'file' || item.folderId !== folderId || !v || !inScope(v.path)) continue;
+      deletions.push({ path: v.path, versionId: v.id, deletedAt: item.deletedAt, restoredAt: this.d.restoredAt.get(item.id) ?? null, state: item.state });
+    }
+    return { versions, deletions };
   }
 
   async activity(): Promise<void> {}

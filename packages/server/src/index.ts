@@ -31,5 +31,6 @@ export { verifyStore, describeBadChunk } from './maintenance/Verifier.js';
 export type { VerifyReport, BadChunk } from './maintenance/Verifier.js';
 export { SyncService } from "./sync/SyncService.js";
 export type { MetadataStore, MetadataTx } from "./sync/MetadataStore.js";
-export type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from "./sync/model.js";
+export type { ChangeRecord, DeletionRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord, VersionSummary } from "./sync/model.js";
+export { filesAt } from "./sync/pointInTime.js";
 export { MAX_UNAUTHENTICATED } from './transport/WsGateway.js';

@@ -54,7 +54,7 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
     const meta = new KnexMetadataStore(db);
     await meta.ensureFolder('Sync', randomBytes(16).toString('hex'), clock());
     const sync = new SyncService(meta, content, clock);
-    const restorer = new Restorer(meta, sync);
+    const restorer = new Restorer(meta, sync, clock);
     const sessions = new SessionRegistry();
     sync.on('changed', (folderId, seq) => sessions.notifyFolder(folderId, seq));
     const devices = new DeviceRegistry(db, clock);

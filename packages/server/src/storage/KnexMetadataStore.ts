@@ -1,7 +1,9 @@
 import type { Knex } from 'knex';
 import type { EntryKind, RelPath } from '@keepsync/protocol';
 import type { MetadataStore, MetadataTx } from '../sync/MetadataStore.js';
-import type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from '../sync/model.js';
+import type {
+  ChangeRecord, DeletionRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord, VersionSummary,
+} from '../sync/model.js';
 import { isPostgres } from './db.js';
 
 type Row = Record<string, any>;
@@ -165,8 +167,34 @@ class KnexTx implements MetadataTx {
     return id;
   }
 
-  async setTrashState(id: number, state: TrashItemRecord['state']): Promise<void> {
-    await this.db('trash_items').where({ id }).update({ state });
+  async setTrashState(id: number, state: TrashItemRecord['state'], at: number): Promise<void> {
+    await this.db('trash_items').where({ id }).update({ state, restored_at: state === 'restored' ? at : null });
+  }
+
+  async history(folderId: number, scope: RelPath | undefined): Promise<{ versions: VersionSummary[]; deletions: DeletionRecord[] }> {
+    const inScope = (q: Knex.QueryBuilder, col: string) => {
+      if (!scope) return q;
+      const [lo, hi] = subtreeRange(scope);
+      return q.andWhere((w) => w.where(col, scope).orWhere((r) => r.where(col, '>=', lo).andWhere(col, '<', hi)));
+    };
+    const versionRows: Row[] = await inScope(this.db('versions').where({ folder_id: folderId }), 'path')
+      .select('id', 'folder_id', 'path', 'size', 'hash', 'mtime', 'exec', 'device_id', 'created_at')
+      .orderBy('id');
+    const deletionRows: Row[] = await inScope(
+      this.db('trash_entries as t').join('trash_items as i', 'i.id', 't.trash_item_id').join('versions as v', 'v.id', 't.version_id')
+        .where('i.folder_id', folderId).andWhere('t.kind', 'file'),
+      'v.path',
+    ).select('v.path', 't.version_id', 'i.deleted_at', 'i.restored_at', 'i.state');
+    return {
+      versions: versionRows.map((r) => {
+        const { manifest: _, ...v } = toVersion({ ...r, manifest: Buffer.alloc(0) });
+        return v;
+      }),
+      deletions: deletionRows.map((r) => ({
+        path: r.path, versionId: r.version_id, deletedAt: Number(r.deleted_at),
+        restoredAt: r.restored_at === null || r.restored_at === undefined ? null : Number(r.restored_at), state: r.state,
+      })),
+    };
   }
 
   async activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void> {

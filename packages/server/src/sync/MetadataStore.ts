@@ -1,5 +1,7 @@
 import type { RelPath } from '@keepsync/protocol';
-import type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from './model.js';
+import type {
+  ChangeRecord, DeletionRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord, VersionSummary,
+} from './model.js';
 
 /**
  * The index: folders, entries, versions and trash. Sync logic sees only this
@@ -46,7 +48,14 @@ export interface MetadataTx {
   /** Moves the history of `from` (and, for a folder, of its subtree) to `to`. */
   moveVersions(folderId: number, from: RelPath, to: RelPath, subtree: boolean): Promise<void>;
   insertTrashItem(item: Omit<TrashItemRecord, 'id'>, entries: Omit<TrashEntryRecord, 'trashItemId'>[]): Promise<number>;
-  setTrashState(id: number, state: TrashItemRecord['state']): Promise<void>;
+  /** Sets an item's state; `at` is when, recorded for a restore. */
+  setTrashState(id: number, state: TrashItemRecord['state'], at: number): Promise<void>;
+  /**
+   * The history of `scope` (that path and everything under it; the whole
+   * folder when undefined): every version kept, without manifests, and every
+   * file deletion the trash remembers (purged items forget theirs).
+   */
+  history(folderId: number, scope: RelPath | undefined): Promise<{ versions: VersionSummary[]; deletions: DeletionRecord[] }>;
   activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void>;
   /** Trash items still in the trash strictly under `dir`, deleted by `deviceId` at or after `since`. */
   trashedUnder(folderId: number, dir: RelPath, deviceId: number | null, since: number): Promise<TrashItemRecord[]>;

@@ -3,13 +3,24 @@ import {
   type EntryKind, type Manifest, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { MetadataTx } from './MetadataStore.js';
-import type { EntryRecord, Folder, TrashEntryRecord, TrashItemRecord } from './model.js';
+import type { EntryRecord, Folder, TrashEntryRecord, TrashItemRecord, VersionRecord } from './model.js';
+import { filesAt } from './pointInTime.js';
 
 /**
  * Deletes inside a folder that the same device made this long before
  * deleting the folder itself join the folder's trash item.
  */
 export const DELETE_BURST_MS = 2 * 60_000;
+
+/** What a restore to a point in time did. */
+export interface RewindCounts {
+  /** Files given back their content of then. */
+  restored: number;
+  /** Files that were not there then, now in the trash. */
+  trashed: number;
+  /** Files that already held their content of then. */
+  unchanged: number;
+}
 
 /** Who pushes, and when (the clock decides conflict names). */
 export interface PushContext {
@@ -191,11 +202,7 @@ export class PushApplier {
     if (!cur) return { status: 'ok', version: 0, seq: this.seq };
     if (cur.kind !== 'file') return { status: 'stale', reason: `${path} is a folder on the server` };
     if (cur.versionId !== base) return { status: 'stale', reason: `${path} changed on the server; the edit wins over the delete` };
-    this.tombstone(cur);
-    await this.tx.insertTrashItem(
-      { folderId: this.ctx.folder.id, path, kind: 'file', size: cur.size, files: 1, deletedAt: this.ctx.now, deviceId: this.ctx.deviceId, state: 'trashed' },
-      [{ path, kind: 'file', versionId: cur.versionId }],
-    );
+    await this.trashFile(cur);
     await this.tx.activity('delete', `${this.ctx.deviceName} deleted ${path}; it is in the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
     return { status: 'ok', version: 0, seq: this.seq };
   }
@@ -286,16 +293,70 @@ export class PushApplier {
   async restoreVersion(path: RelPath, versionId: number): Promise<{ path: RelPath; version: number }> {
     const v = await this.tx.version(versionId);
     if (!v || v.folderId !== this.ctx.folder.id) throw new KeepsyncError('VERSION_UNKNOWN', `version ${versionId} is not a version of this folder`);
-    let target = path;
     const cur = await this.live(path);
-    if (cur?.kind === 'dir') target = await this.freeRestoredPath(path, false);
     if (cur?.kind === 'file' && cur.versionId === v.id) return { path, version: v.id };
+    const restored = await this.putVersion(path, v);
+    await this.tx.activity('restore', `${this.ctx.deviceName} restored ${restored.path} to the version of ${new Date(v.createdAt).toISOString()}`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
+    return restored;
+  }
+
+  /** Writes `v`'s content as a new current version of `path`, or beside a folder in the way. */
+  private async putVersion(path: RelPath, v: VersionRecord): Promise<{ path: RelPath; version: number }> {
+    const target = (await this.live(path))?.kind === 'dir' ? await this.freeRestoredPath(path, false) : path;
     await this.ensureParents(target);
     const content = { size: v.size, hash: v.hash, mtime: v.mtime, exec: v.exec };
     const id = await this.tx.insertVersion({ folderId: v.folderId, path: target, manifest: v.manifest, deviceId: this.ctx.deviceId, createdAt: this.ctx.now, ...content });
     this.set(target, { kind: 'file', deleted: false, versionId: id, ...content });
-    await this.tx.activity('restore', `${this.ctx.deviceName} restored ${target} to the version of ${new Date(v.createdAt).toISOString()}`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
     return { path: target, version: id };
+  }
+
+  /**
+   * Brings `scope` (a folder or a file; the whole folder when undefined) back
+   * to how it was at `at` (see filesAt): each file that was there gets its
+   * content of then as a new current version (what it holds now stays in its
+   * history), and each file that was not is moved to the trash. Nothing is
+   * destroyed. NOT_FOUND when no file of the scope existed at `at`.
+   */
+  async restoreAt(scope: RelPath | undefined, at: number): Promise<RewindCounts> {
+    const { versions, deletions } = await this.tx.history(this.ctx.folder.id, scope);
+    const then = filesAt(versions, deletions, at);
+    const where = scope ?? this.ctx.folder.name;
+    if (then.size === 0) throw new KeepsyncError('NOT_FOUND', `no file of ${where} was on the server at ${new Date(at).toISOString()}; pick a later time`);
+    const paths = [...new Set(versions.map((v) => v.path))].sort();
+    const uncached = paths.filter((p) => !this.cache.has(p));
+    const found = await this.tx.entries(this.ctx.folder.id, uncached);
+    for (const p of uncached) this.cache.set(p, found.get(p) ?? null);
+    const counts: RewindCounts = { restored: 0, trashed: 0, unchanged: 0 };
+    // Newer files go first: one may stand where a folder of then must come back.
+    for (const p of paths) {
+      const cur = await this.live(p);
+      if (then.has(p) || cur?.kind !== 'file') continue;
+      await this.trashFile(cur);
+      counts.trashed++;
+    }
+    for (const [p, old] of then) {
+      const cur = await this.live(p);
+      if (cur?.kind === 'file' && cur.hash === old.hash && cur.exec === old.exec) {
+        counts.unchanged++;
+        continue;
+      }
+      const v = await this.tx.version(old.id);
+      if (!v) throw new Error(`bug: version ${old.id} vanished under the folder lock`);
+      await this.putVersion(p, v);
+      counts.restored++;
+    }
+    const when = new Date(at).toISOString();
+    await this.tx.activity('restore', `${this.ctx.deviceName} restored ${where} to how it was at ${when}: ${counts.restored} files brought back, ${counts.trashed} newer files moved to the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
+    return counts;
+  }
+
+  /** Deletes a live file into the trash, as one item of its own. */
+  private async trashFile(cur: EntryRecord): Promise<void> {
+    this.tombstone(cur);
+    await this.tx.insertTrashItem(
+      { folderId: this.ctx.folder.id, path: cur.path, kind: 'file', size: cur.size, files: 1, deletedAt: this.ctx.now, deviceId: this.ctx.deviceId, state: 'trashed' },
+      [{ path: cur.path, kind: 'file', versionId: cur.versionId }],
+    );
   }
 
   /**
@@ -325,7 +386,7 @@ export class PushApplier {
       this.set(target, { kind: 'file', deleted: false, versionId, ...content });
     }
     if (item.kind === 'dir' && !(await this.live(root))) this.set(root, { kind: 'dir', deleted: false });
-    await this.tx.setTrashState(item.id, 'restored');
+    await this.tx.setTrashState(item.id, 'restored', this.ctx.now);
     await this.tx.activity('restore', `${this.ctx.deviceName} restored ${root} from the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
     return root;
   }

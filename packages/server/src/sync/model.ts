@@ -41,6 +41,20 @@ export interface VersionRecord {
 
 export type NewVersion = Omit<VersionRecord, 'id'>;
 
+/** A version without its chunk list: enough to tell what a path held when. */
+export type VersionSummary = Omit<VersionRecord, 'manifest'>;
+
+/** A file a trash item took, named by the path its history has now. */
+export interface DeletionRecord {
+  path: RelPath;
+  /** The version the file had when it was deleted. */
+  versionId: number;
+  deletedAt: number;
+  /** When its trash item was restored; null while trashed or when not known. */
+  restoredAt: number | null;
+  state: TrashItemRecord['state'];
+}
+
 /** A trash item: a deleted file, or a deleted folder with its subtree. */
 export interface TrashItemRecord {
   id: number;

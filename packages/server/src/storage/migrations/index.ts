@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as m001 from './001_initial.js';
+import * as m002 from './002_trash_restored_at.js';
 
 interface Migration {
   up(db: Knex): Promise<void>;
@@ -8,6 +9,7 @@ interface Migration {
 
 const migrations: Record<string, Migration> = {
   '001_initial': m001,
+  '002_trash_restored_at': m002,
 };
 
 /** Migrations compiled into the package (no directory scanning at run time). */

@@ -215,6 +215,30 @@ describe('Admin page', function () {
       assert.equal(laptop.exists('old.txt'), false);
     });
 
+    it('restores the folder being browsed to a time before its files changed, on the device', async () => {
+      // A whole second after everything so far (the field takes seconds), once the clock passed it.
+      const at = new Date(Math.floor(Date.now() / 1000) * 1000 + 1000);
+      await waitFor('the clock to pass the chosen moment', () => Date.now() > at.getTime() + 5, 5_000, 20);
+      laptop.write('Photos/cat.jpg', 'woof');
+      laptop.write('Photos/dog.jpg', 'new since');
+      await waitFor('the changes on the server', async () => {
+        const files = await page.evaluate(() => fetch('/api/v1/folders/Sync/files?path=Photos').then((r) => r.json()));
+        return files.some((e: any) => e.path === 'Photos/dog.jpg') && files.find((e: any) => e.path === 'Photos/cat.jpg')?.size === 4;
+      });
+      await tab('files');
+      await fileRow('Photos').locator('button').click();
+      await fileRow('Photos/dog.jpg').waitFor();
+      await page.click('#files-rewind');
+      const two = (n: number) => String(n).padStart(2, '0');
+      await page.fill('#ask-input', `${at.getFullYear()}-${two(at.getMonth() + 1)}-${two(at.getDate())}T${two(at.getHours())}:${two(at.getMinutes())}:${two(at.getSeconds())}`);
+      await shot('desktop-files-rewind');
+      await page.getByRole('dialog').getByRole('button', { name: 'Restore', exact: true }).click();
+      await page.getByText('Photos: 1 file brought back, 1 moved to the trash.').waitFor();
+      await waitFor('the device back to then', () => laptop.read('Photos/cat.jpg') === 'meow' && !laptop.exists('Photos/dog.jpg'));
+      await fileRow('Photos/dog.jpg').waitFor({ state: 'detached' });
+      await fileRow('Photos/cat.jpg').waitFor();
+    });
+
     it('shows settings: retention, certificate, storage and recent activity; saves a change', async () => {
       await tab('settings');
       await page.locator('#cert-fingerprint').filter({ hasText: s.server.fingerprint }).waitFor();

@@ -43,6 +43,14 @@ export class MemoryMetadataStore implements MetadataStore {
     return out;
   }
 
+  async holds() {
+    return [];
+  }
+
+  async hold(): Promise<undefined> {
+    return undefined;
+  }
+
   async folderByName(name: string) {
     const f = this.data.folders.find((x) => x.name === name);
     return f && { ...f };
@@ -169,6 +177,43 @@ class MemoryTx implements MetadataTx {
     const item = this.d.trash.find((t) => t.id === id)!;
     item.state = state;
     this.d.restoredAt.set(id, state === 'restored' ? at : null);
+  }
+
+  // Holding deletes is off in the simulation (SyncService's default rule): nothing is ever held.
+  async liveFileCount(folderId: number) {
+    return [...this.d.entries.values()].filter((e) => e.folderId === folderId && !e.deleted && e.kind === 'file').length;
+  }
+
+  async trashedBy(folderId: number, deviceId: number, since: number) {
+    return this.d.trash.filter((t) => t.folderId === folderId && t.state === 'trashed' && t.deviceId === deviceId && t.deletedAt >= since).map((t) => ({ ...t }));
+  }
+
+  async openHold(): Promise<undefined> {
+    return undefined;
+  }
+
+  async lastHoldDecision() {
+    return 0;
+  }
+
+  async insertHold(): Promise<number> {
+    throw new Error('bug: the simulation holds no deletes');
+  }
+
+  async addHeldDeletes(): Promise<void> {
+    throw new Error('bug: the simulation holds no deletes');
+  }
+
+  async heldDeletes() {
+    return [];
+  }
+
+  async hold(): Promise<undefined> {
+    return undefined;
+  }
+
+  async setHoldState(): Promise<void> {
+    throw new Error('bug: the simulation holds no deletes');
   }
 
   async history(folderId: number, scope: RelPath | undefined) {

@@ -1,6 +1,6 @@
 import type { RelPath } from '@keepsync/protocol';
 import type {
-  ChangeRecord, DeletionRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord, VersionSummary,
+  ChangeRecord, DeleteHoldRecord, DeletionRecord, EntryRecord, HeldDeleteRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord, VersionSummary,
 } from './model.js';
 
 /**
@@ -30,6 +30,9 @@ export interface MetadataStore {
   activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void>;
   /** Live entries directly in `dir` (the folder's top level when dir is undefined), by path. */
   liveChildren(folderId: number, dir: RelPath | undefined): Promise<EntryRecord[]>;
+  /** Holds in `state`, oldest first. */
+  holds(state: DeleteHoldRecord['state']): Promise<DeleteHoldRecord[]>;
+  hold(id: number): Promise<DeleteHoldRecord | undefined>;
 }
 
 /** Reads and writes inside one transaction. */
@@ -72,4 +75,19 @@ export interface MetadataTx {
    * Answers false, changing nothing, when the item is not in the trash.
    */
   purgeTrashItem(id: number): Promise<boolean>;
+  /** Live files in the folder. */
+  liveFileCount(folderId: number): Promise<number>;
+  /** Trash items still in the trash that `deviceId` deleted at or after `since`, anywhere in the folder. */
+  trashedBy(folderId: number, deviceId: number, since: number): Promise<TrashItemRecord[]>;
+  /** The device's hold of this folder still waiting for the admin. */
+  openHold(folderId: number, deviceId: number): Promise<DeleteHoldRecord | undefined>;
+  /** When the admin last decided a hold of this device and folder; 0 if never. */
+  lastHoldDecision(folderId: number, deviceId: number): Promise<number>;
+  insertHold(hold: Omit<DeleteHoldRecord, 'id'>): Promise<number>;
+  /** Adds what a hold keeps; its file count grows by theirs. */
+  addHeldDeletes(holdId: number, rows: readonly Omit<HeldDeleteRecord, 'holdId'>[]): Promise<void>;
+  heldDeletes(holdId: number): Promise<HeldDeleteRecord[]>;
+  /** Re-reads a hold under the transaction (its state may have changed). */
+  hold(id: number): Promise<DeleteHoldRecord | undefined>;
+  setHoldState(id: number, state: DeleteHoldRecord['state'], at: number): Promise<void>;
 }

@@ -3,7 +3,8 @@ import {
   type EntryKind, type Manifest, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { MetadataTx } from './MetadataStore.js';
-import type { EntryRecord, Folder, TrashEntryRecord, TrashItemRecord, VersionRecord } from './model.js';
+import { HOLD_WINDOW_MS, crossesHold, type DeleteHoldRule, type DeleteOp } from './DeleteHold.js';
+import type { EntryRecord, Folder, HeldDeleteRecord, TrashEntryRecord, TrashItemRecord, VersionRecord } from './model.js';
 import { filesAt } from './pointInTime.js';
 
 /**
@@ -49,6 +50,16 @@ export class PushApplier {
 
   get lastSeq(): number {
     return this.seq;
+  }
+
+  /** The transaction this applier writes in, for what goes with its changes. */
+  get transaction(): MetadataTx {
+    return this.tx;
+  }
+
+  /** The time of this change. */
+  get now(): number {
+    return this.ctx.now;
   }
 
   /** Loads the paths the ops touch (and their parents) in a few queries. */
@@ -207,13 +218,14 @@ export class PushApplier {
     return { status: 'ok', version: 0, seq: this.seq };
   }
 
-  private async deleteDir(path: RelPath, knownSeq: number): Promise<OpResult> {
+  /** `ownSince`: this device's own changes after that sequence survive too (a held delete applied later). */
+  private async deleteDir(path: RelPath, knownSeq: number, ownSince = Number.MAX_SAFE_INTEGER): Promise<OpResult> {
     const cur = await this.live(path);
     if (!cur) return { status: 'ok', version: 0, seq: this.seq };
     if (cur.kind !== 'dir') return { status: 'stale', reason: `${path} is a file on the server` };
     const under = await this.liveUnder(path);
     // What another device changed after what this device has seen survives (edit wins).
-    const spared = under.filter((e) => e.seq > knownSeq && e.deviceId !== this.ctx.deviceId);
+    const spared = under.filter((e) => e.seq > knownSeq && (e.deviceId !== this.ctx.deviceId || e.seq > ownSince));
     const keep = new Set<string>();
     for (const e of spared) {
       keep.add(e.path);
@@ -281,6 +293,90 @@ export class PushApplier {
     for (const e of moved) this.tombstone(e);
     await this.tx.moveVersions(this.ctx.folder.id, from, to, kind === 'dir');
     return { status: 'ok', version: kind === 'file' ? src.versionId : 0, seq: this.seq };
+  }
+
+  // ---- held deletes (SAFETY.md E2) ----
+
+  /**
+   * Decides, before any op of a push is applied, which of its deletes are
+   * held: all of them while the device has a hold open in this folder, or
+   * when they and the deletes it made in the last HOLD_WINDOW_MS reach the
+   * rule (those earlier ones join the new hold, to be undone with it). A
+   * held delete changes nothing but the hold: the files stay current here
+   * and on every other device, and the device is answered as if applied, so
+   * it does not push them again.
+   */
+  async holdDeletes(ops: readonly Op[], rule: DeleteHoldRule): Promise<Set<Op>> {
+    const deletes = ops.filter((o): o is DeleteOp => o.op === 'delete');
+    const device = this.ctx.deviceId;
+    if (deletes.length === 0 || device === null || (rule.files === 0 && rule.percent === 0)) return new Set();
+    const counted: Omit<HeldDeleteRecord, 'holdId'>[] = [];
+    for (const op of deletes) {
+      counted.push({
+        kind: op.kind, path: op.path, base: op.kind === 'file' ? op.base : 0, seq: op.kind === 'dir' ? op.seq : 0, heldSeq: this.seq, trashItemId: null, files: await this.filesDeletedBy(op),
+      });
+    }
+    const folderId = this.ctx.folder.id;
+    let holdId = (await this.tx.openHold(folderId, device))?.id;
+    if (holdId === undefined) {
+      const files = counted.reduce((n, c) => n + c.files, 0);
+      if (files === 0) return new Set();
+      // A decision ends a burst: what came before it does not count again.
+      const since = Math.max(this.ctx.now - HOLD_WINDOW_MS, (await this.tx.lastHoldDecision(folderId, device)) + 1);
+      const earlier = await this.tx.trashedBy(folderId, device, since);
+      const earlierFiles = earlier.reduce((n, i) => n + i.files, 0);
+      const folderFiles = (await this.tx.liveFileCount(folderId)) + earlierFiles;
+      if (!crossesHold(rule, files + earlierFiles, folderFiles)) return new Set();
+      holdId = await this.tx.insertHold({ folderId, deviceId: device, state: 'held', files: 0, heldAt: this.ctx.now, decidedAt: null });
+      await this.tx.addHeldDeletes(holdId, earlier.map((i) => ({ kind: 'trash' as const, path: i.path, base: 0, seq: 0, heldSeq: this.seq, trashItemId: i.id, files: i.files })));
+      const total = files + earlierFiles;
+      await this.tx.activity('hold', `${this.ctx.deviceName} deleted ${total} of ${folderFiles} files at once; the deletes are held until the admin applies or undoes them`, device, folderId, this.ctx.now);
+    }
+    await this.tx.addHeldDeletes(holdId, counted);
+    return new Set(deletes);
+  }
+
+  /** What a held delete answers: as if applied, changing nothing. */
+  heldResult(): OpResult {
+    return { status: 'ok', version: 0, seq: this.seq };
+  }
+
+  /** Files a delete would take away now. */
+  private async filesDeletedBy(op: DeleteOp): Promise<number> {
+    const cur = await this.live(op.path);
+    if (!cur || cur.kind !== op.kind) return 0;
+    if (cur.kind === 'file') return 1;
+    return (await this.liveUnder(op.path)).filter((e) => e.kind === 'file').length;
+  }
+
+  /**
+   * Applies held deletes as their device sent them: an edit made since
+   * still wins, and so does whatever the deleting device itself wrote into a
+   * held folder after the hold.
+   */
+  async applyHeld(rows: readonly HeldDeleteRecord[]): Promise<void> {
+    for (const r of rows) {
+      if (r.kind === 'file') await this.deleteFile(r.path, r.base);
+      else if (r.kind === 'dir') await this.deleteDir(r.path, r.seq, r.heldSeq);
+    }
+  }
+
+  /**
+   * Gives held deletes back: each held path (with what is under it) is
+   * written again to the changes feed unchanged, so the device that deleted
+   * it downloads it again while the others have it already; trash items of
+   * the burst come back from the trash.
+   */
+  async undoHeld(rows: readonly HeldDeleteRecord[], trashed: ReadonlyArray<{ item: TrashItemRecord; entries: TrashEntryRecord[] }>): Promise<void> {
+    for (const r of rows) {
+      if (r.kind === 'trash') continue;
+      const cur = await this.live(r.path);
+      if (!cur) continue;
+      for (const e of [cur, ...(cur.kind === 'dir' ? await this.liveUnder(r.path) : [])]) {
+        this.set(e.path, { kind: e.kind, deleted: false, versionId: e.versionId, size: e.size, hash: e.hash, mtime: e.mtime, exec: e.exec });
+      }
+    }
+    for (const t of trashed) if (t.item.state === 'trashed') await this.restoreTrash(t.item, t.entries);
   }
 
   // ---- restores ----

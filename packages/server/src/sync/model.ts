@@ -79,3 +79,32 @@ export interface TrashEntryRecord {
 export interface ChangeRecord extends EntryRecord {
   manifest: Manifest | null;
 }
+
+/** A burst of one device's deletes, held for the admin to apply or undo. */
+export interface DeleteHoldRecord {
+  id: number;
+  folderId: number;
+  deviceId: number | null;
+  state: 'held' | 'applied' | 'undone';
+  /** Files the burst deletes (held ones and those already in the trash). */
+  files: number;
+  heldAt: number;
+  decidedAt: number | null;
+}
+
+/**
+ * What a hold keeps: a delete op as the device sent it (a file with its
+ * base version, a folder with the sequence the device had seen), or a trash
+ * item the same burst had put in the trash before it was held.
+ */
+export interface HeldDeleteRecord {
+  holdId: number;
+  kind: 'file' | 'dir' | 'trash';
+  path: RelPath;
+  base: number;
+  seq: number;
+  /** The folder's sequence when the delete was held: what is newer is spared when it is applied. */
+  heldSeq: number;
+  trashItemId: number | null;
+  files: number;
+}

@@ -6,6 +6,7 @@ import { chromium, type Browser, type BrowserContext, type Locator, type Page } 
 import { startServer, type RunningServer } from '@keepsync/server';
 import { TestDevice, forEachDatabase, scenario, tempDir, type Scenario } from '../helpers/cluster.js';
 import type { TestDatabase } from '../helpers/databases.js';
+import { AdminClient } from '../helpers/rawDevice.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -237,6 +238,42 @@ describe('Admin page', function () {
       await waitFor('the device back to then', () => laptop.read('Photos/cat.jpg') === 'meow' && !laptop.exists('Photos/dog.jpg'));
       await fileRow('Photos/dog.jpg').waitFor({ state: 'detached' });
       await fileRow('Photos/cat.jpg').waitFor();
+    });
+
+    it('shows deletes held on the server in the Trash tab: Undo gives the files back, Apply deletes them into the trash', async () => {
+      const api = await AdminClient.login(s.server);
+      const second = ['c1.txt', 'c2.txt', 'c3.txt'];
+      for (const p of second) laptop.write(p, `second burst ${p}`);
+      await waitFor('the files of the second burst on the server', async () => {
+        const top = await api.request('GET', '/folders/Sync/files');
+        return second.every((p) => top.body.some((e: any) => e.path === p));
+      });
+      // A burst here is 3 files (the default is 100).
+      assert.equal((await api.request('PUT', '/settings', { deleteHold: { files: 3, percent: 0 } })).status, 200);
+      const burst = ['notes.txt', 'Photos/cat.jpg', 'Photos/2024/beach.jpg'];
+      const before = burst.map((p) => laptop.read(p));
+      for (const p of burst) fs.rmSync(laptop.p(p));
+      const held = page.locator('#held-deletes .held');
+      await reopenUntil('trash', [held], 'the held deletes in the Trash tab');
+      assert.match((await held.textContent()) ?? '', /deleted 3 files in Sync at once/);
+      assert.ok(((await held.textContent()) ?? '').includes(HOSTILE_DEVICE), 'the device name shows as text');
+      assert.equal(await page.locator('#held-deletes b, #held-deletes img').count(), 0);
+      await shot('desktop-held-deletes');
+      await held.getByRole('button', { name: /^Undo/ }).click();
+      await held.waitFor({ state: 'detached' });
+      await waitFor('the files back on the device', () => burst.every((p, i) => laptop.read(p) === before[i]));
+
+      // Files the device had long before, not ones it is still taking back.
+      for (const p of second) fs.rmSync(laptop.p(p));
+      await reopenUntil('trash', [held], 'the second burst held');
+      assert.match((await held.textContent()) ?? '', /deleted 3 files in Sync at once/);
+      await held.getByRole('button', { name: /^Apply/ }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Apply deletes' }).click();
+      await held.waitFor({ state: 'detached' });
+      for (const p of second) await row('trash-table', p).waitFor();
+      assert.ok(second.every((p) => !laptop.exists(p)));
+      assert.ok(burst.every((p, i) => laptop.read(p) === before[i]));
+      assert.equal((await api.request('PUT', '/settings', { deleteHold: { files: 100, percent: 25 } })).status, 200);
     });
 
     it('shows settings: retention, certificate, storage and recent activity; saves a change', async () => {

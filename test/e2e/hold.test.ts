@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { forEachDatabase, scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
-import { AdminClient, type HttpAnswer } from '../helpers/rawDevice.js';
+import { AdminClient, httpsJson, type HttpAnswer } from '../helpers/rawDevice.js';
 
 /*
  * Mass deletes held on the server (SAFETY.md E2): a real server process,
@@ -108,6 +108,11 @@ describe('Mass deletes held on the server', function () {
       await laptop.syncOnce();
       assert.deepEqual(filesOf(laptop, 'Bulk'), new Map());
       assert.equal((await holds())[0].files, 150);
+
+      // Deciding needs the admin session (and its CSRF token).
+      refused(await httpsJson(`${s.server.url}/api/v1/holds/${hold.id}/undo`, 'POST'), 401, /./);
+      refused(await httpsJson(`${s.server.url}/api/v1/holds/${hold.id}/apply`, 'POST'), 401, /./);
+      assert.equal((await holds()).length, 1);
 
       assert.match(ok(await admin.request('POST', `/holds/${hold.id}/undo`)).message, /^undid 150 held deletes/);
       await laptop.syncOnce();

@@ -3,7 +3,7 @@ import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { forEachDatabase, scenario, tempDir, type Scenario, type TestDevice } from '../helpers/cluster.js';
-import { AdminClient, type HttpAnswer } from '../helpers/rawDevice.js';
+import { AdminClient, httpsJson, type HttpAnswer } from '../helpers/rawDevice.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -161,8 +161,9 @@ describe('Restoring a folder to a point in time', function () {
       assert.ok(JSON.stringify(activity).includes(`laptop restored Docs to how it was at ${before.toISOString()}`), JSON.stringify(activity).slice(0, 500));
     });
 
-    it('restores the whole folder through the API: a deleted file comes back, an edited one gets its old content, a newer one goes to the trash', async () => {
+    it('restores the whole folder through the API: a deleted file comes back, an edited one gets its old content, a moved one its old content at its new place, a newer one goes to the trash', async () => {
       laptop.write('Plans/kept.txt', 'kept');
+      laptop.write('Plans/move-me.txt', 'before the move');
       laptop.write('Plans/edited.txt', 'first draft');
       laptop.write('Plans/deep/deleted.txt', 'deleted later');
       await laptop.syncOnce();
@@ -170,6 +171,12 @@ describe('Restoring a folder to a point in time', function () {
       const before = await aMomentAgo();
       const contents = (d: TestDevice) => new Map([...filesOf(d, '')].map(([p, v]) => [p, v.split(' ')[0]]));
       const then = contents(desktop);
+      // A file's history follows it when it moves: it is restored where it is now.
+      then.set('/Plans/moved.txt', then.get('/Plans/move-me.txt')!);
+      then.delete('/Plans/move-me.txt');
+      fs.renameSync(laptop.p('Plans/move-me.txt'), laptop.p('Plans/moved.txt'));
+      await laptop.syncOnce();
+      laptop.write('Plans/moved.txt', 'edited after the move');
       laptop.write('Plans/edited.txt', 'second draft');
       fs.rmSync(laptop.p('Plans/deep'), { recursive: true });
       laptop.write('Plans/new.txt', 'written after');
@@ -177,14 +184,18 @@ describe('Restoring a folder to a point in time', function () {
       await desktop.syncOnce();
       assert.equal(desktop.exists('Plans/deep/deleted.txt'), false);
 
+      // Not without the admin session.
+      refused(await httpsJson(`${s.server.url}/api/v1/folders/Sync/restore`, 'POST', { at: before.toISOString() }), 401, /./);
+      assert.equal(desktop.read('Plans/edited.txt'), 'second draft');
       const body = ok(await admin.request('POST', '/folders/Sync/restore', { at: before.toISOString() }));
-      assert.equal(body.restored, 2, JSON.stringify(body));
+      assert.equal(body.restored, 3, JSON.stringify(body));
       assert.equal(body.trashed, 1, JSON.stringify(body));
-      assert.match(body.message, /^restored the whole folder to .*: 2 files brought back, 1 newer file moved to the trash, \d+ already as then$/);
+      assert.match(body.message, /^restored the whole folder to .*: 3 files brought back, 1 newer file moved to the trash, \d+ already as then$/);
       await laptop.syncOnce();
       await desktop.syncOnce();
       for (const d of [laptop, desktop]) assert.deepEqual(contents(d), then, d.name);
       assert.equal(desktop.read('Plans/edited.txt'), 'first draft');
+      assert.equal(desktop.read('Plans/moved.txt'), 'before the move');
       assert.deepEqual((await versionsOf('Plans/edited.txt')).map((v) => v.hash), ['first draft', 'second draft', 'first draft'].map(sha256));
       const trash = ok(await admin.request('GET', '/folders/Sync/trash'));
       assert.ok(trash.some((i: any) => i.path === 'Plans/new.txt' && i.deletedBy === 'admin'), JSON.stringify(trash));

@@ -179,6 +179,10 @@ class MemoryTx implements MetadataTx {
     this.d.restoredAt.set(id, state === 'restored' ? at : null);
   }
 
+  async trashEntries(itemId: number) {
+    return this.d.trashEntries.filter((e) => e.trashItemId === itemId).map((e) => ({ ...e }));
+  }
+
   // Holding deletes is off in the simulation (SyncService's default rule): nothing is ever held.
   async liveFileCount(folderId: number) {
     return [...this.d.entries.values()].filter((e) => e.folderId === folderId && !e.deleted && e.kind === 'file').length;
@@ -224,7 +228,7 @@ class MemoryTx implements MetadataTx {
       const item = this.d.trash.find((t) => t.id === e.trashItemId)!;
       const v = this.d.versions.find((x) => x.id === e.versionId);
       if (e.kind !== 'file' || item.folderId !== folderId || !v || !inScope(v.path)) continue;
-      deletions.push({ path: v.path, versionId: v.id, deletedAt: item.deletedAt, restoredAt: this.d.restoredAt.get(item.id) ?? null, state: item.state });
+      deletions.push({ trashItemId: item.id, path: v.path, versionId: v.id, deletedAt: item.deletedAt, restoredAt: this.d.restoredAt.get(item.id) ?? null, state: item.state });
     }
     return { versions, deletions };
   }

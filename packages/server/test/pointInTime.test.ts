@@ -7,7 +7,7 @@ const v = (path: string, createdAt: number, hash = `${path}@${createdAt}`): Vers
   id: nextId++, folderId: 1, path: path as RelPath, size: 1, hash, mtime: createdAt, exec: false, deviceId: null, createdAt,
 });
 const del = (of: VersionSummary, deletedAt: number, restoredAt?: number | null): DeletionRecord => ({
-  path: of.path, versionId: of.id, deletedAt, restoredAt: restoredAt ?? null, state: restoredAt === undefined ? 'trashed' : 'restored',
+  trashItemId: 1, path: of.path, versionId: of.id, deletedAt, restoredAt: restoredAt ?? null, state: restoredAt === undefined ? 'trashed' : 'restored',
 });
 const at = (versions: VersionSummary[], deletions: DeletionRecord[], t: number) =>
   Object.fromEntries([...filesAt(versions, deletions, t)].map(([p, x]) => [p, x.hash]));

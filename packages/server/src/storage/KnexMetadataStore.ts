@@ -181,6 +181,11 @@ class KnexTx implements MetadataTx {
     await this.db('trash_items').where({ id }).update({ state, restored_at: state === 'restored' ? at : null });
   }
 
+  async trashEntries(itemId: number): Promise<TrashEntryRecord[]> {
+    const rows = await this.db('trash_entries').where({ trash_item_id: itemId }).orderBy('path');
+    return rows.map((r: Row) => ({ trashItemId: r.trash_item_id, path: r.path, kind: r.kind, versionId: r.version_id }));
+  }
+
   async liveFileCount(folderId: number): Promise<number> {
     const row = await this.db('entries').where({ folder_id: folderId, deleted: false, kind: 'file' }).count({ n: '*' }).first();
     return Number(row?.n ?? 0);
@@ -248,14 +253,14 @@ class KnexTx implements MetadataTx {
       this.db('trash_entries as t').join('trash_items as i', 'i.id', 't.trash_item_id').join('versions as v', 'v.id', 't.version_id')
         .where('i.folder_id', folderId).andWhere('t.kind', 'file'),
       'v.path',
-    ).select('v.path', 't.version_id', 'i.deleted_at', 'i.restored_at', 'i.state');
+    ).select('t.trash_item_id', 'v.path', 't.version_id', 'i.deleted_at', 'i.restored_at', 'i.state');
     return {
       versions: versionRows.map((r) => {
         const { manifest: _, ...v } = toVersion({ ...r, manifest: Buffer.alloc(0) });
         return v;
       }),
       deletions: deletionRows.map((r) => ({
-        path: r.path, versionId: r.version_id, deletedAt: Number(r.deleted_at),
+        trashItemId: r.trash_item_id, path: r.path, versionId: r.version_id, deletedAt: Number(r.deleted_at),
         restoredAt: r.restored_at === null || r.restored_at === undefined ? null : Number(r.restored_at), state: r.state,
       })),
     };

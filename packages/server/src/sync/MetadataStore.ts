@@ -75,6 +75,8 @@ export interface MetadataTx {
    * Answers false, changing nothing, when the item is not in the trash.
    */
   purgeTrashItem(id: number): Promise<boolean>;
+  /** The files and folders a trash item holds. */
+  trashEntries(itemId: number): Promise<TrashEntryRecord[]>;
   /** Live files in the folder. */
   liveFileCount(folderId: number): Promise<number>;
   /** Trash items still in the trash that `deviceId` deleted at or after `since`, anywhere in the folder. */

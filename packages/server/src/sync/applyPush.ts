@@ -4,7 +4,7 @@ import {
 } from '@keepsync/protocol';
 import type { MetadataTx } from './MetadataStore.js';
 import { HOLD_WINDOW_MS, crossesHold, type DeleteHoldRule, type DeleteOp } from './DeleteHold.js';
-import type { EntryRecord, Folder, HeldDeleteRecord, TrashEntryRecord, TrashItemRecord, VersionRecord } from './model.js';
+import type { DeletionRecord, EntryRecord, Folder, HeldDeleteRecord, TrashEntryRecord, TrashItemRecord, VersionRecord } from './model.js';
 import { filesAt } from './pointInTime.js';
 
 /**
@@ -441,9 +441,28 @@ export class PushApplier {
       await this.putVersion(p, v);
       counts.restored++;
     }
+    await this.settleTrash(deletions);
     const when = new Date(at).toISOString();
     await this.tx.activity('restore', `${this.ctx.deviceName} restored ${where} to how it was at ${when}: ${counts.restored} files brought back, ${counts.trashed} newer files moved to the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
     return counts;
+  }
+
+  /**
+   * Trash items whose every file is current again with the content it was
+   * deleted with (a restore to a time brought them back) count as restored:
+   * the trash lists only what is still gone.
+   */
+  private async settleTrash(deletions: readonly DeletionRecord[]): Promise<void> {
+    for (const id of new Set(deletions.filter((d) => d.state === 'trashed').map((d) => d.trashItemId))) {
+      const files = (await this.tx.trashEntries(id)).filter((e) => e.kind === 'file');
+      let back = files.length > 0;
+      for (const e of files) {
+        const [cur, v] = [await this.live(e.path), await this.tx.version(e.versionId)];
+        if (!v || cur?.kind !== 'file' || cur.hash !== v.hash || cur.exec !== v.exec) back = false;
+        if (!back) break;
+      }
+      if (back) await this.tx.setTrashState(id, 'restored', this.ctx.now);
+    }
   }
 
   /** Deletes a live file into the trash, as one item of its own. */

@@ -46,6 +46,7 @@ export type VersionSummary = Omit<VersionRecord, 'manifest'>;
 
 /** A file a trash item took, named by the path its history has now. */
 export interface DeletionRecord {
+  trashItemId: number;
   path: RelPath;
   /** The version the file had when it was deleted. */
   versionId: number;

@@ -402,7 +402,7 @@ describe('Admin page sessions', function () {
       await page.getByRole('button', { name: 'Done' }).click();
     });
 
-    it('asks for the password again before lowering retention, not before raising it', async () => {
+    it('asks for the password again before lowering retention or holding fewer mass deletes, not before raising them', async () => {
       await page.click('.tabs a[data-tab="settings"]');
       skew += 16 * 60_000;
       await page.fill('#set-trash', '60');
@@ -414,6 +414,20 @@ describe('Admin page sessions', function () {
       await page.locator('#settings-error').filter({ hasText: 'password is needed' }).waitFor();
       const settings = await page.evaluate(() => fetch('/api/v1/settings').then((r) => r.json()));
       assert.equal(settings.trashDays, 60, 'cancelled: retention unchanged');
+
+      await page.fill('#set-trash', '60');
+      await page.fill('#set-hold-files', '0');
+      await page.click('#settings-save');
+      await page.getByRole('dialog', { name: 'Confirm your password' }).getByRole('button', { name: 'Cancel' }).click();
+      const held = await page.evaluate(() => fetch('/api/v1/settings').then((r) => r.json()));
+      assert.equal(held.deleteHold.files, 100, 'cancelled: holding unchanged');
+      await page.fill('#set-hold-files', '50');
+      await page.click('#settings-save');
+      await waitFor('the tighter rule saved without a password', async () => {
+        const now = await page.evaluate(() => fetch('/api/v1/settings').then((r) => r.json()));
+        return now.deleteHold.files === 50;
+      });
+      assert.equal(await page.getByRole('dialog', { name: 'Confirm your password' }).count(), 0);
     });
 
     it('ends a session left unattended: the page\'s own refreshes do not keep it alive', async () => {

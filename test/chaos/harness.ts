@@ -5,6 +5,7 @@ import pg from 'pg';
 import { scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
 import type { DatabaseKind } from '../helpers/databases.js';
 import { Proc, keepsync } from '../helpers/processes.js';
+import { AdminClient } from '../helpers/rawDevice.js';
 import { ServerIndex, TEST_READER, verifyServer, type ServerEntry } from '../helpers/serverIndex.js';
 import { Rng } from './rng.js';
 import { chooseOp, type Ctx } from './operations.js';
@@ -95,6 +96,11 @@ class ChaosRun implements Ctx {
   async go(): Promise<ChaosReport> {
     const { opts, rng } = this;
     this.s = await scenario(opts.kind);
+    // Devices delete folders at random and must converge: a held burst of
+    // deletes waits for an admin, which no one plays here (hold.test.ts does).
+    const admin = await AdminClient.login(this.s.server);
+    const off = await admin.request('PUT', '/settings', { deleteHold: { files: 0, percent: 0 } });
+    if (off.status !== 200) throw new Error(`turning delete holds off answered ${off.status}: ${JSON.stringify(off.body)}`);
     this.index = await ServerIndex.open(this.s.server);
     for (let i = 0; i < opts.devices; i++) {
       const d = await this.s.addDevice(`dev${i}`);

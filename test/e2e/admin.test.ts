@@ -6,6 +6,7 @@ import { chromium, type Browser, type BrowserContext, type Locator, type Page } 
 import { startServer, type RunningServer } from '@keepsync/server';
 import { TestDevice, forEachDatabase, scenario, tempDir, type Scenario } from '../helpers/cluster.js';
 import type { TestDatabase } from '../helpers/databases.js';
+import { AdminClient } from '../helpers/rawDevice.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -215,6 +216,66 @@ describe('Admin page', function () {
       assert.equal(laptop.exists('old.txt'), false);
     });
 
+    it('restores the folder being browsed to a time before its files changed, on the device', async () => {
+      // A whole second after everything so far (the field takes seconds), once the clock passed it.
+      const at = new Date(Math.floor(Date.now() / 1000) * 1000 + 1000);
+      await waitFor('the clock to pass the chosen moment', () => Date.now() > at.getTime() + 5, 5_000, 20);
+      laptop.write('Photos/cat.jpg', 'woof');
+      laptop.write('Photos/dog.jpg', 'new since');
+      await waitFor('the changes on the server', async () => {
+        const files = await page.evaluate(() => fetch('/api/v1/folders/Sync/files?path=Photos').then((r) => r.json()));
+        return files.some((e: any) => e.path === 'Photos/dog.jpg') && files.find((e: any) => e.path === 'Photos/cat.jpg')?.size === 4;
+      });
+      await tab('files');
+      await fileRow('Photos').locator('button').click();
+      await fileRow('Photos/dog.jpg').waitFor();
+      await page.click('#files-rewind');
+      const two = (n: number) => String(n).padStart(2, '0');
+      await page.fill('#ask-input', `${at.getFullYear()}-${two(at.getMonth() + 1)}-${two(at.getDate())}T${two(at.getHours())}:${two(at.getMinutes())}:${two(at.getSeconds())}`);
+      await shot('desktop-files-rewind');
+      await page.getByRole('dialog').getByRole('button', { name: 'Restore', exact: true }).click();
+      await page.getByText('Photos: 1 file brought back, 1 moved to the trash.').waitFor();
+      await waitFor('the device back to then', () => laptop.read('Photos/cat.jpg') === 'meow' && !laptop.exists('Photos/dog.jpg'));
+      await fileRow('Photos/dog.jpg').waitFor({ state: 'detached' });
+      await fileRow('Photos/cat.jpg').waitFor();
+    });
+
+    it('shows deletes held on the server in the Trash tab: Undo gives the files back, Apply deletes them into the trash', async () => {
+      const api = await AdminClient.login(s.server);
+      const second = ['c1.txt', 'c2.txt', 'c3.txt'];
+      for (const p of second) laptop.write(p, `second burst ${p}`);
+      await waitFor('the files of the second burst on the server', async () => {
+        const top = await api.request('GET', '/folders/Sync/files');
+        return second.every((p) => top.body.some((e: any) => e.path === p));
+      });
+      // A burst here is 3 files (the default is 100).
+      assert.equal((await api.request('PUT', '/settings', { deleteHold: { files: 3, percent: 0 } })).status, 200);
+      const burst = ['notes.txt', 'Photos/cat.jpg', 'Photos/2024/beach.jpg'];
+      const before = burst.map((p) => laptop.read(p));
+      for (const p of burst) fs.rmSync(laptop.p(p));
+      const held = page.locator('#held-deletes .held');
+      await reopenUntil('trash', [held], 'the held deletes in the Trash tab');
+      assert.match((await held.textContent()) ?? '', /deleted 3 files in Sync at once/);
+      assert.ok(((await held.textContent()) ?? '').includes(HOSTILE_DEVICE), 'the device name shows as text');
+      assert.equal(await page.locator('#held-deletes b, #held-deletes img').count(), 0);
+      await shot('desktop-held-deletes');
+      await held.getByRole('button', { name: /^Undo/ }).click();
+      await held.waitFor({ state: 'detached' });
+      await waitFor('the files back on the device', () => burst.every((p, i) => laptop.read(p) === before[i]));
+
+      // Files the device had long before, not ones it is still taking back.
+      for (const p of second) fs.rmSync(laptop.p(p));
+      await reopenUntil('trash', [held], 'the second burst held');
+      assert.match((await held.textContent()) ?? '', /deleted 3 files in Sync at once/);
+      await held.getByRole('button', { name: /^Apply/ }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Apply deletes' }).click();
+      await held.waitFor({ state: 'detached' });
+      for (const p of second) await row('trash-table', p).waitFor();
+      assert.ok(second.every((p) => !laptop.exists(p)));
+      assert.ok(burst.every((p, i) => laptop.read(p) === before[i]));
+      assert.equal((await api.request('PUT', '/settings', { deleteHold: { files: 100, percent: 25 } })).status, 200);
+    });
+
     it('shows settings: retention, certificate, storage and recent activity; saves a change', async () => {
       await tab('settings');
       await page.locator('#cert-fingerprint').filter({ hasText: s.server.fingerprint }).waitFor();
@@ -341,7 +402,7 @@ describe('Admin page sessions', function () {
       await page.getByRole('button', { name: 'Done' }).click();
     });
 
-    it('asks for the password again before lowering retention, not before raising it', async () => {
+    it('asks for the password again before lowering retention or holding fewer mass deletes, not before raising them', async () => {
       await page.click('.tabs a[data-tab="settings"]');
       skew += 16 * 60_000;
       await page.fill('#set-trash', '60');
@@ -353,6 +414,20 @@ describe('Admin page sessions', function () {
       await page.locator('#settings-error').filter({ hasText: 'password is needed' }).waitFor();
       const settings = await page.evaluate(() => fetch('/api/v1/settings').then((r) => r.json()));
       assert.equal(settings.trashDays, 60, 'cancelled: retention unchanged');
+
+      await page.fill('#set-trash', '60');
+      await page.fill('#set-hold-files', '0');
+      await page.click('#settings-save');
+      await page.getByRole('dialog', { name: 'Confirm your password' }).getByRole('button', { name: 'Cancel' }).click();
+      const held = await page.evaluate(() => fetch('/api/v1/settings').then((r) => r.json()));
+      assert.equal(held.deleteHold.files, 100, 'cancelled: holding unchanged');
+      await page.fill('#set-hold-files', '50');
+      await page.click('#settings-save');
+      await waitFor('the tighter rule saved without a password', async () => {
+        const now = await page.evaluate(() => fetch('/api/v1/settings').then((r) => r.json()));
+        return now.deleteHold.files === 50;
+      });
+      assert.equal(await page.getByRole('dialog', { name: 'Confirm your password' }).count(), 0);
     });
 
     it('ends a session left unattended: the page\'s own refreshes do not keep it alive', async () => {

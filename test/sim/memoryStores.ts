@@ -10,6 +10,7 @@ interface Data {
   versions: VersionRecord[];
   trash: TrashItemRecord[];
   trashEntries: TrashEntryRecord[];
+  restoredAt: Map<number, number | null>;
 }
 
 const key = (folderId: number, path: string) => `${folderId}\u0000${path}`;
@@ -23,6 +24,7 @@ function clone(d: Data): Data {
     versions: [...d.versions],
     trash: d.trash.map((t) => ({ ...t })),
     trashEntries: [...d.trashEntries],
+    restoredAt: new Map(d.restoredAt),
   };
 }
 
@@ -32,13 +34,21 @@ function clone(d: Data): Data {
  * and every promise resolves without touching timers or I/O.
  */
 export class MemoryMetadataStore implements MetadataStore {
-  data: Data = { folders: [], entries: new Map(), versions: [], trash: [], trashEntries: [] };
+  data: Data = { folders: [], entries: new Map(), versions: [], trash: [], trashEntries: [], restoredAt: new Map() };
 
   async transaction<T>(fn: (tx: MetadataTx) => Promise<T>): Promise<T> {
     const work = clone(this.data);
     const out = await fn(new MemoryTx(work));
     this.data = work;
     return out;
+  }
+
+  async holds() {
+    return [];
+  }
+
+  async hold(): Promise<undefined> {
+    return undefined;
   }
 
   async folderByName(name: string) {
@@ -163,8 +173,64 @@ class MemoryTx implements MetadataTx {
     return id;
   }
 
-  async setTrashState(id: number, state: TrashItemRecord['state']) {
-    this.d.trash.find((t) => t.id === id)!.state = state;
+  async setTrashState(id: number, state: TrashItemRecord['state'], at: number) {
+    const item = this.d.trash.find((t) => t.id === id)!;
+    item.state = state;
+    this.d.restoredAt.set(id, state === 'restored' ? at : null);
+  }
+
+  async trashEntries(itemId: number) {
+    return this.d.trashEntries.filter((e) => e.trashItemId === itemId).map((e) => ({ ...e }));
+  }
+
+  // Holding deletes is off in the simulation (SyncService's default rule): nothing is ever held.
+  async liveFileCount(folderId: number) {
+    return [...this.d.entries.values()].filter((e) => e.folderId === folderId && !e.deleted && e.kind === 'file').length;
+  }
+
+  async trashedBy(folderId: number, deviceId: number, since: number) {
+    return this.d.trash.filter((t) => t.folderId === folderId && t.state === 'trashed' && t.deviceId === deviceId && t.deletedAt >= since).map((t) => ({ ...t }));
+  }
+
+  async openHold(): Promise<undefined> {
+    return undefined;
+  }
+
+  async lastHoldDecision() {
+    return 0;
+  }
+
+  async insertHold(): Promise<number> {
+    throw new Error('bug: the simulation holds no deletes');
+  }
+
+  async addHeldDeletes(): Promise<void> {
+    throw new Error('bug: the simulation holds no deletes');
+  }
+
+  async heldDeletes() {
+    return [];
+  }
+
+  async hold(): Promise<undefined> {
+    return undefined;
+  }
+
+  async setHoldState(): Promise<void> {
+    throw new Error('bug: the simulation holds no deletes');
+  }
+
+  async history(folderId: number, scope: RelPath | undefined) {
+    const inScope = (p: string) => scope === undefined || p === scope || under(p, scope);
+    const versions = this.d.versions.filter((v) => v.folderId === folderId && inScope(v.path)).map(({ manifest: _, ...v }) => v);
+    const deletions = [];
+    for (const e of this.d.trashEntries) {
+      const item = this.d.trash.find((t) => t.id === e.trashItemId)!;
+      const v = this.d.versions.find((x) => x.id === e.versionId);
+      if (e.kind !== 'file' || item.folderId !== folderId || !v || !inScope(v.path)) continue;
+      deletions.push({ trashItemId: item.id, path: v.path, versionId: v.id, deletedAt: item.deletedAt, restoredAt: this.d.restoredAt.get(item.id) ?? null, state: item.state });
+    }
+    return { versions, deletions };
   }
 
   async activity(): Promise<void> {}

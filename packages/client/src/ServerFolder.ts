@@ -48,6 +48,12 @@ export class ServerFolder {
     return this.ask(async (c) => done(await c.request({ type: 'restore', id: c.id(), path: p, version }, 'done'), p));
   }
 
+  /** Restores a folder or file (the whole synced folder when `p` is undefined) to how it was at `at`. */
+  restoreAt(p: RelPath | undefined, at: Date): Promise<RestoreAnswer> {
+    const msg = { type: 'restore-at' as const, id: 0, at: at.getTime(), ...(p ? { path: p } : {}) };
+    return this.ask(async (c) => done(await c.request({ ...msg, id: c.id() }, 'done'), p ?? ('' as RelPath)));
+  }
+
   trash(): Promise<TrashInfo[]> {
     return this.ask(async (c) => (await c.request({ type: 'trash', id: c.id() }, 'trash-list')).items);
   }

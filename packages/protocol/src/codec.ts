@@ -150,6 +150,8 @@ export function decodeClientMessage(frame: Uint8Array): ClientMessage {
       return { type: 'versions', id: int(o, 'id'), path: path(o, 'path') };
     case 'restore':
       return { type: 'restore', id: int(o, 'id'), path: path(o, 'path'), version: int(o, 'version', 0, MAX_VERSION_ID) };
+    case 'restore-at':
+      return { type: 'restore-at', id: int(o, 'id'), ...(o.path !== undefined ? { path: path(o, 'path') } : {}), at: int(o, 'at', 1) };
     case 'trash':
       return { type: 'trash', id: int(o, 'id') };
     case 'trash-restore':

@@ -95,6 +95,18 @@ export interface PushMsg { type: 'push'; id: number; ops: Op[] }
 export interface VersionsMsg { type: 'versions'; id: number; path: RelPath }
 /** Makes a version current again (0: the previous one). */
 export interface RestoreMsg { type: 'restore'; id: number; path: RelPath; version: number }
+/**
+ * Restores a folder (or a file) to how it was at a point in time: its files
+ * of then come back, newer files go to the trash. Answered by `done`.
+ */
+export interface RestoreAtMsg {
+  type: 'restore-at';
+  id: number;
+  /** The folder or file to restore; absent for the whole sync folder. */
+  path?: RelPath;
+  /** The point in time, milliseconds since 1970 (UTC). */
+  at: number;
+}
 /** Lists the folder's trash. */
 export interface TrashMsg { type: 'trash'; id: number }
 /** Restores the newest trash item at a path. */
@@ -110,6 +122,7 @@ export type ClientMessage =
   | PushMsg
   | VersionsMsg
   | RestoreMsg
+  | RestoreAtMsg
   | TrashMsg
   | TrashRestoreMsg;
 

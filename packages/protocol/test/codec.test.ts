@@ -119,3 +119,14 @@ describe('decodeClientMessage (version ids)', () => {
     assert.equal((decodeClientMessage(encodeMessage({ type: 'restore', id: 1, path: 'a.txt' as never, version: MAX_VERSION_ID })) as { version: number }).version, MAX_VERSION_ID);
   });
 });
+
+describe('decodeClientMessage (restore-at)', () => {
+  it('takes an optional path and a time, and refuses a hostile path or a time that is not a positive integer', () => {
+    const at = Date.UTC(2026, 11, 1, 14, 0);
+    assert.deepEqual(decodeClientMessage(encodeMessage({ type: 'restore-at', id: 3, at } as never)), { type: 'restore-at', id: 3, at });
+    assert.deepEqual(decodeClientMessage(encodeMessage({ type: 'restore-at', id: 3, path: 'Docs', at } as never)), { type: 'restore-at', id: 3, path: 'Docs', at });
+    for (const bad of [{ path: '../x', at }, { path: '', at }, { at: 0 }, { at: -5 }, { at: 1.5 }, { at: '2026-12-01' }, {}]) {
+      assert.throws(() => decodeClientMessage(encodeMessage({ type: 'restore-at', id: 3, ...bad } as never)), JSON.stringify(bad));
+    }
+  });
+});

@@ -13,7 +13,7 @@ export { AdminAuth, SESSION_IDLE_MS, RECENT_LOGIN_MS } from "./auth/AdminAuth.js
 export type { AdminSession, NewSession } from "./auth/AdminAuth.js";
 export { RateLimiter, RateLimitedError, LOGIN_POLICY, PAIRING_POLICY } from "./auth/RateLimiter.js";
 export type { RateLimitPolicy } from "./auth/RateLimiter.js";
-export { Settings, DEFAULT_SETTINGS, parsePublicUrl } from "./settings/Settings.js";
+export { Settings, DEFAULT_SETTINGS, parsePublicUrl, applyUpdate, weakensHold } from "./settings/Settings.js";
 export type { ServerSettings, SettingsUpdate } from "./settings/Settings.js";
 export { ensureFolder, folderByName } from "./settings/folders.js";
 export { recordActivity } from "./settings/activity.js";
@@ -31,5 +31,7 @@ export { verifyStore, describeBadChunk } from './maintenance/Verifier.js';
 export type { VerifyReport, BadChunk } from './maintenance/Verifier.js';
 export { SyncService } from "./sync/SyncService.js";
 export type { MetadataStore, MetadataTx } from "./sync/MetadataStore.js";
-export type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from "./sync/model.js";
+export type { ChangeRecord, DeletionRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord, VersionSummary } from "./sync/model.js";
+export { filesAt } from "./sync/pointInTime.js";
+export { crossesHold, HOLD_WINDOW_MS, type DeleteHoldRule } from "./sync/DeleteHold.js";
 export { MAX_UNAUTHENTICATED } from './transport/WsGateway.js';

@@ -12,6 +12,7 @@ import { KnexMaintenanceStore } from './storage/KnexMaintenanceStore.js';
 import { Maintenance } from './maintenance/Maintenance.js';
 import { SyncService } from './sync/SyncService.js';
 import { Restorer } from './sync/Restorer.js';
+import { DeleteHolds } from './sync/DeleteHolds.js';
 import { SessionRegistry } from './sessions/SessionRegistry.js';
 import { WsGateway } from './transport/WsGateway.js';
 import { loadCertificate, watchCertificate, type ServerCertificate } from './tls/certificates.js';
@@ -54,13 +55,14 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
     const content = cfg.wrapContent ? cfg.wrapContent(store) : store;
     const meta = new KnexMetadataStore(db);
     await meta.ensureFolder('Sync', randomBytes(16).toString('hex'), clock());
-    const sync = new SyncService(meta, content, clock);
-    const restorer = new Restorer(meta, sync);
+    const settings = new Settings(db);
+    const sync = new SyncService(meta, content, clock, async () => (await settings.get()).deleteHold);
+    const restorer = new Restorer(meta, sync, clock);
+    const holds = new DeleteHolds(meta, sync);
     const sessions = new SessionRegistry();
     sync.on('changed', (folderId, seq) => sessions.notifyFolder(folderId, seq));
     const devices = new DeviceRegistry(db, clock);
     const admin = new AdminAuth(db, clock);
-    const settings = new Settings(db);
     const adminPassword = await admin.ensurePassword(cfg.adminPassword);
     if (cfg.publicUrl) await settings.update({ publicUrl: cfg.publicUrl });
     const maintenance = new Maintenance({
@@ -76,7 +78,7 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
       db, devices, admin, settings, presence: sessions, version: KEEPSYNC_VERSION, clock, log, behindProxy: cfg.insecureHttp,
       certificate: () => certificate ?? { cert: '', key: '', fingerprint: '', subject: '', validFrom: '', validTo: '', selfSigned: false },
       serverUrl: () => linkUrl,
-      folders: { meta, content, restorer },
+      folders: { meta, content, restorer, holds },
       storage: () => maintenance.figures(),
       retentionChanged: () => void maintenance.run().catch(() => {}),
     });

@@ -42,6 +42,10 @@ Device
   versions PATH [--json]           the server's versions of a file, newest first, with ids
   restore PATH [--version ID]      make a version current again on every device
                                    (without --version: the one before the current)
+  restore PATH --at TIME           bring a folder or file back to how it was at TIME
+                                   ("2026-12-01 14:00", local time) on every device;
+                                   newer files go to the trash (PATH may be the
+                                   synced folder itself)
   trash [--json]                   deleted files and folders in the server's trash
   trash restore PATH               bring a deleted file or whole folder back everywhere
   unpair                           forget the pairing; local files stay

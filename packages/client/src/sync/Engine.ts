@@ -659,6 +659,11 @@ export class Engine {
       case 'push-delete':
         this.index.deleteSynced(a.path);
         for (const s of this.index.syncedUnder(a.path)) this.index.deleteSynced(s.path);
+        // What was under a deleted folder is gone too, as far as this device
+        // knows: whatever the server kept (another device's newer change)
+        // comes back with the next pull, and a delete the server holds for
+        // the admin does not come back down to this device meanwhile.
+        for (const old of this.index.remoteUnder(a.path)) this.index.putRemote({ ...old, deleted: true });
         remote(a.path, { kind: a.synced.kind, deleted: true, seq: r.seq });
         break;
       case 'push-move':

@@ -174,7 +174,7 @@ export async function confirmAction(title, message, confirmLabel, danger = true)
 
 /** Asks for one line of text; resolves with it, or undefined when cancelled. */
 export async function askText(title, label, value, confirmLabel, extra = {}) {
-  const input = el('input', { type: extra.type ?? 'text', value, required: !extra.optional, maxlength: extra.maxlength ?? 255, autocomplete: extra.autocomplete ?? 'off', id: 'ask-input' });
+  const input = el('input', { type: extra.type ?? 'text', value, required: !extra.optional, maxlength: extra.maxlength ?? 255, autocomplete: extra.autocomplete ?? 'off', step: extra.step, max: extra.max, id: 'ask-input' });
   const answer = await modal({
     title,
     body: [extra.hint ? el('p', { text: extra.hint }) : null, el('label', { class: 'field', for: 'ask-input' }, el('span', { text: label }), input)],

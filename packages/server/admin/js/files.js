@@ -1,8 +1,9 @@
 // Files tab: browse a folder's current tree, open a file's versions,
-// download any version, make an earlier one current again.
+// download any version, make an earlier one current again, restore the
+// folder being browsed to how it was at a point in time.
 
 import { query, request, seg } from './api.js';
-import { baseName, button, byId, cell, confirmAction, el, fill, formatBytes, formatTime, report, toast } from './dom.js';
+import { askText, baseName, button, byId, cell, confirmAction, el, fill, formatBytes, formatTime, report, toast } from './dom.js';
 import { loadFolders } from './folders.js';
 
 const select = byId('files-folder');
@@ -128,6 +129,32 @@ async function restore(folder, path, version) {
   await showVersions(path);
 }
 
+/** `YYYY-MM-DDTHH:MM:SS` in the browser's time zone, as a datetime-local field takes it. */
+function localInput(d) {
+  const two = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}T${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
+
+async function rewind() {
+  const folder = select.value;
+  if (!folder) return;
+  const what = dir || select.selectedOptions[0]?.textContent || 'this folder';
+  const earlier = new Date(Date.now() - 60 * 60 * 1000);
+  earlier.setSeconds(0);
+  const value = await askText(`Restore ${what} to a time`, 'Restore to (your local time)', localInput(earlier), 'Restore', {
+    type: 'datetime-local', step: 1, max: localInput(new Date()),
+    hint: `Every file that was in ${what} then comes back with its content of then, on every device. Files added since go to the trash, and what the files hold now is kept as versions, so nothing is lost.`,
+  });
+  if (value === undefined) return;
+  const at = new Date(value);
+  if (Number.isNaN(at.getTime())) throw new Error('Give a date and time to restore to.');
+  const r = await request('POST', `/folders/${seg(folder)}/restore`, { path: dir || undefined, at: at.toISOString() });
+  toast(`${what}: ${r.restored} ${r.restored === 1 ? 'file' : 'files'} brought back, ${r.trashed} moved to the trash.`);
+  closeVersions();
+  await refresh();
+}
+
+byId('files-rewind').addEventListener('click', () => rewind().catch(report));
 select.addEventListener('change', () => go(''));
 
 export const filesTab = {

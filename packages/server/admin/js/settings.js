@@ -1,4 +1,4 @@
-// Settings tab: retention and public URL, certificate, storage, activity.
+// Settings tab: retention, mass-delete holding and public URL, certificate, storage, activity.
 
 import { request } from './api.js';
 import { byId, el, fill, formatBytes, formatTime, report, toast } from './dom.js';
@@ -16,6 +16,9 @@ async function loadSettings() {
   byId('set-age').value = String(s.versions.maxAgeDays);
   byId('set-trash').value = String(s.trashDays);
   byId('set-url').value = s.publicUrl ?? '';
+  byId('set-hold-files').value = String(s.deleteHold.files);
+  byId('set-hold-percent').value = String(s.deleteHold.percent);
+  byId('set-hold-min').value = String(s.deleteHold.minFolderFiles);
   fields.disabled = false;
 }
 
@@ -72,6 +75,7 @@ async function save(ev) {
       versions: { keep: number('set-keep'), maxAgeDays: number('set-age') },
       trashDays: number('set-trash'),
       publicUrl: byId('set-url').value.trim() || null,
+      deleteHold: { files: number('set-hold-files'), percent: number('set-hold-percent'), minFolderFiles: number('set-hold-min') },
     });
     toast('Settings saved.');
     await Promise.all([loadSettings(), loadActivity()]);

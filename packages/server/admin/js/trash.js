@@ -1,4 +1,5 @@
-// Trash tab: deleted files and folders; restore, purge, empty.
+// Trash tab: deleted files and folders; restore, purge, empty. Above them,
+// bursts of deletes held on the server, to apply or undo.
 
 import { request, seg } from './api.js';
 import { button, byId, cell, confirmAction, el, fill, formatBytes, formatTime, report, toast } from './dom.js';
@@ -7,7 +8,37 @@ import { loadFolders } from './folders.js';
 const select = byId('trash-folder');
 let items = [];
 
+/** Held bursts of deletes (every folder): what, by which device, Apply / Undo. */
+async function refreshHolds() {
+  const holds = await request('GET', '/holds');
+  fill(byId('held-deletes'), holds.map((h) => {
+    const more = h.files > h.paths.length ? ', …' : '';
+    return el('section', { class: 'held', dataset: { holdId: String(h.id) }, 'aria-label': `Deletes held from ${h.device}` },
+      el('div', {},
+        el('p', { class: 'held-title' }, el('strong', { text: `${h.device} deleted ${h.files} ${h.files === 1 ? 'file' : 'files'} in ${h.folder} at once.` })),
+        el('p', { class: 'muted small', text: `Held ${formatTime(h.heldAt)}: the other devices keep them until you decide.` }),
+        el('p', { class: 'muted small held-paths', text: `${h.paths.join(', ')}${more}` })),
+      el('div', { class: 'held-actions' },
+        button('Undo', () => decide(h, 'undo').catch(report), 'primary', { 'aria-label': `Undo the deletes of ${h.device}` }),
+        button('Apply', () => decide(h, 'apply').catch(report), 'danger-outline', { 'aria-label': `Apply the deletes of ${h.device}` })));
+  }));
+}
+
+async function decide(hold, action) {
+  if (action === 'apply') {
+    const ok = await confirmAction(
+      `Apply ${hold.files} deletes?`,
+      `The files ${hold.device} deleted are deleted on every device. They stay in the trash, where you can still restore them.`,
+      'Apply deletes');
+    if (!ok) return;
+  }
+  await request('POST', `/holds/${seg(hold.id)}/${action}`);
+  toast(action === 'apply' ? `The deletes of ${hold.device} were applied; the files are in the trash.` : `The deletes were undone; ${hold.device} gets the files back.`);
+  await refresh();
+}
+
 async function refresh() {
+  await refreshHolds();
   const box = byId('trash-list');
   if (!select.value) {
     fill(box, el('div', { class: 'empty' }, el('p', { class: 'empty-title', text: 'No folders on this server' })));

@@ -4,6 +4,7 @@ import { activityRoutes } from './api/activity.js';
 import { certificateRoutes } from './api/certificate.js';
 import { deviceRoutes } from './api/devices.js';
 import { fileRoutes } from './api/files.js';
+import { holdRoutes } from './api/holds.js';
 import { trashRoutes } from './api/trash.js';
 import { sessionRoutes } from './api/session.js';
 import { settingsRoutes } from './api/settings.js';
@@ -44,6 +45,7 @@ export function createApp(deps: AppDeps): express.Express {
   api.use(settingsRoutes(deps));
   api.use(fileRoutes(deps));
   api.use(trashRoutes(deps));
+  api.use(holdRoutes(deps));
   api.use(activityRoutes(deps));
   api.use(certificateRoutes(deps));
   api.use((req) => {

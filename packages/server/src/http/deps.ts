@@ -5,6 +5,7 @@ import type { Settings } from '../settings/Settings.js';
 import type { ContentStore } from '../storage/ContentStore.js';
 import type { MetadataStore } from '../sync/MetadataStore.js';
 import type { Restorer } from '../sync/Restorer.js';
+import type { DeleteHolds } from '../sync/DeleteHolds.js';
 import type { ServerCertificate } from '../tls/certificates.js';
 
 /**
@@ -25,6 +26,8 @@ export interface FolderDeps {
   meta: MetadataStore;
   content: ContentStore;
   restorer: Restorer;
+  /** Deletes held for the admin to apply or undo. */
+  holds: DeleteHolds;
 }
 
 /** Everything the HTTP app needs; startServer.ts builds it. */

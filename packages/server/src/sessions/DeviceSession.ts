@@ -258,6 +258,10 @@ export class DeviceSession {
       const r = await this.folderOps.restoreVersion(this.folder, m.path, m.version, this.device);
       await this.send({ type: 'done', id: m.id, message: r.message, path: r.path });
     },
+    'restore-at': async (m) => {
+      const r = await this.folderOps.restoreAt(this.folder, m.path, m.at, this.device);
+      await this.send({ type: 'done', id: m.id, message: r.message, ...(r.path ? { path: r.path } : {}) });
+    },
     trash: async (m) => {
       const items = await this.folderOps.trash(this.folder);
       await this.send({ type: 'trash-list', id: m.id, items });

@@ -6,6 +6,7 @@ import type { SessionDevice } from './DeviceSession.js';
 export interface FolderOps {
   versions(folder: Folder, path: RelPath): Promise<VersionInfo[]>;
   restoreVersion(folder: Folder, path: RelPath, versionId: number, device: SessionDevice): Promise<{ message: string; path: string }>;
+  restoreAt(folder: Folder, path: RelPath | undefined, at: number, device: SessionDevice): Promise<{ message: string; path?: string }>;
   trash(folder: Folder): Promise<TrashInfo[]>;
   restoreTrashPath(folder: Folder, path: RelPath, device: SessionDevice): Promise<{ message: string; path: string }>;
 }

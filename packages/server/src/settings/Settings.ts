@@ -1,5 +1,8 @@
 import type { Knex } from 'knex';
 import { KeepsyncError } from '@keepsync/protocol';
+import type { DeleteHoldRule } from '../sync/DeleteHold.js';
+
+export type { DeleteHoldRule };
 
 /** Server-wide settings the admin can change. */
 export interface ServerSettings {
@@ -9,19 +12,26 @@ export interface ServerSettings {
   trashDays: number;
   /** The address put in pairing links (`https://nas.example.com`), or null for the listening address. */
   publicUrl: string | null;
+  /** When a device's deletes are held for the admin to apply or undo (see sync/DeleteHold.ts). */
+  deleteHold: DeleteHoldRule;
 }
+
 
 /** A change to some settings; omitted fields stay as they are. */
 export interface SettingsUpdate {
   versions?: { keep?: number; maxAgeDays?: number };
   trashDays?: number;
   publicUrl?: string | null;
+  deleteHold?: Partial<DeleteHoldRule>;
 }
 
-export const DEFAULT_SETTINGS: ServerSettings = { versions: { keep: 32, maxAgeDays: 90 }, trashDays: 30, publicUrl: null };
+export const DEFAULT_SETTINGS: ServerSettings = {
+  versions: { keep: 32, maxAgeDays: 90 }, trashDays: 30, publicUrl: null, deleteHold: { files: 100, percent: 25, minFolderFiles: 40 },
+};
 
 const RETENTION = 'retention';
 const PUBLIC_URL = 'public_url';
+const DELETE_HOLD = 'delete_hold';
 
 /**
  * Reads and writes settings in the `settings` table (one JSON value per key).
@@ -32,13 +42,14 @@ export class Settings {
 
   /** The current settings; defaults for anything never set. */
   async get(): Promise<ServerSettings> {
-    const rows: Array<{ key: string; value: string }> = await this.db('settings').whereIn('key', [RETENTION, PUBLIC_URL]);
+    const rows: Array<{ key: string; value: string }> = await this.db('settings').whereIn('key', [RETENTION, PUBLIC_URL, DELETE_HOLD]);
     const value = (key: string): unknown => {
       const row = rows.find((r) => r.key === key);
       return row ? JSON.parse(row.value) : undefined;
     };
     const retention = (value(RETENTION) ?? {}) as { keep?: number; maxAgeDays?: number; trashDays?: number };
     const publicUrl = value(PUBLIC_URL);
+    const hold = (value(DELETE_HOLD) ?? {}) as Partial<DeleteHoldRule>;
     return {
       versions: {
         keep: retention.keep ?? DEFAULT_SETTINGS.versions.keep,
@@ -46,6 +57,7 @@ export class Settings {
       },
       trashDays: retention.trashDays ?? DEFAULT_SETTINGS.trashDays,
       publicUrl: typeof publicUrl === 'string' ? publicUrl : null,
+      deleteHold: { ...DEFAULT_SETTINGS.deleteHold, ...hold },
     };
   }
 
@@ -58,6 +70,7 @@ export class Settings {
         trx('settings').insert({ key, value: JSON.stringify(value) }).onConflict('key').merge();
       await put(RETENTION, { keep: next.versions.keep, maxAgeDays: next.versions.maxAgeDays, trashDays: next.trashDays });
       await put(PUBLIC_URL, next.publicUrl);
+      await put(DELETE_HOLD, next.deleteHold);
     });
     return next;
   }
@@ -72,6 +85,13 @@ export function lowersRetention(before: ServerSettings, after: ServerSettings): 
   );
 }
 
+/** True when `after` holds fewer bursts of deletes than `before` (needs a recent admin login too). */
+export function weakensHold(before: ServerSettings, after: ServerSettings): boolean {
+  const looser = (b: number, a: number) => (b > 0 && (a === 0 || a > b));
+  const [b, a] = [before.deleteHold, after.deleteHold];
+  return looser(b.files, a.files) || looser(b.percent, a.percent) || (b.percent > 0 && a.minFolderFiles > b.minFolderFiles);
+}
+
 /** Answers the settings with `change` applied, or throws a one-line KeepsyncError. */
 export function applyUpdate(current: ServerSettings, change: SettingsUpdate): ServerSettings {
   if (typeof change !== 'object' || change === null) throw invalid('settings must be a JSON object');
@@ -84,6 +104,18 @@ export function applyUpdate(current: ServerSettings, change: SettingsUpdate): Se
     },
     trashDays: wholeNumber('trashDays', change.trashDays, 1, 36500) ?? current.trashDays,
     publicUrl: change.publicUrl === undefined ? current.publicUrl : parsePublicUrl(change.publicUrl),
+    deleteHold: holdUpdate(current.deleteHold, change.deleteHold),
+  };
+}
+
+function holdUpdate(current: DeleteHoldRule, change: unknown): DeleteHoldRule {
+  if (change === undefined) return current;
+  if (typeof change !== 'object' || change === null) throw invalid('deleteHold must be an object {files, percent, minFolderFiles}; 0 turns a rule off');
+  const c = change as Record<string, unknown>;
+  return {
+    files: wholeNumber('deleteHold.files', c.files, 0, 1_000_000) ?? current.files,
+    percent: wholeNumber('deleteHold.percent', c.percent, 0, 100) ?? current.percent,
+    minFolderFiles: wholeNumber('deleteHold.minFolderFiles', c.minFolderFiles, 0, 1_000_000) ?? current.minFolderFiles,
   };
 }
 

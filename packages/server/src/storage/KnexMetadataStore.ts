@@ -1,7 +1,9 @@
 import type { Knex } from 'knex';
 import type { EntryKind, RelPath } from '@keepsync/protocol';
 import type { MetadataStore, MetadataTx } from '../sync/MetadataStore.js';
-import type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from '../sync/model.js';
+import type {
+  ChangeRecord, DeleteHoldRecord, DeletionRecord, EntryRecord, HeldDeleteRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord, VersionSummary,
+} from '../sync/model.js';
 import { isPostgres } from './db.js';
 
 type Row = Record<string, any>;
@@ -65,6 +67,16 @@ const toTrashItem = (r: Row): TrashItemRecord => ({
   deletedAt: Number(r.deleted_at),
   deviceId: r.device_id ?? null,
   state: r.state,
+});
+
+const toHold = (r: Row): DeleteHoldRecord => ({
+  id: r.id,
+  folderId: r.folder_id,
+  deviceId: r.device_id ?? null,
+  state: r.state,
+  files: Number(r.files),
+  heldAt: Number(r.held_at),
+  decidedAt: r.decided_at === null || r.decided_at === undefined ? null : Number(r.decided_at),
 });
 
 /** Upper bound of a subtree range: `dir/` ≤ path < `dir0` ('0' follows '/'). */
@@ -165,8 +177,93 @@ class KnexTx implements MetadataTx {
     return id;
   }
 
-  async setTrashState(id: number, state: TrashItemRecord['state']): Promise<void> {
-    await this.db('trash_items').where({ id }).update({ state });
+  async setTrashState(id: number, state: TrashItemRecord['state'], at: number): Promise<void> {
+    await this.db('trash_items').where({ id }).update({ state, restored_at: state === 'restored' ? at : null });
+  }
+
+  async trashEntries(itemId: number): Promise<TrashEntryRecord[]> {
+    const rows = await this.db('trash_entries').where({ trash_item_id: itemId }).orderBy('path');
+    return rows.map((r: Row) => ({ trashItemId: r.trash_item_id, path: r.path, kind: r.kind, versionId: r.version_id }));
+  }
+
+  async liveFileCount(folderId: number): Promise<number> {
+    const row = await this.db('entries').where({ folder_id: folderId, deleted: false, kind: 'file' }).count({ n: '*' }).first();
+    return Number(row?.n ?? 0);
+  }
+
+  async trashedBy(folderId: number, deviceId: number, since: number): Promise<TrashItemRecord[]> {
+    const rows = await this.db('trash_items').where({ folder_id: folderId, state: 'trashed', device_id: deviceId }).andWhere('deleted_at', '>=', since).orderBy('id');
+    return rows.map(toTrashItem);
+  }
+
+  async openHold(folderId: number, deviceId: number): Promise<DeleteHoldRecord | undefined> {
+    const row = await this.db('delete_holds').where({ folder_id: folderId, device_id: deviceId, state: 'held' }).orderBy('id').first();
+    return row ? toHold(row) : undefined;
+  }
+
+  async lastHoldDecision(folderId: number, deviceId: number): Promise<number> {
+    const row = await this.db('delete_holds').where({ folder_id: folderId, device_id: deviceId }).max({ at: 'decided_at' }).first();
+    return Number(row?.at ?? 0);
+  }
+
+  async insertHold(hold: Omit<DeleteHoldRecord, 'id'>): Promise<number> {
+    const [row] = await this.db('delete_holds')
+      .insert({ folder_id: hold.folderId, device_id: hold.deviceId, state: hold.state, files: hold.files, held_at: hold.heldAt, decided_at: hold.decidedAt })
+      .returning('id');
+    return typeof row === 'object' ? row.id : row;
+  }
+
+  async addHeldDeletes(holdId: number, rows: readonly Omit<HeldDeleteRecord, 'holdId'>[]): Promise<void> {
+    for (const batch of chunked(rows, 200)) {
+      await this.db('held_deletes').insert(batch.map((r) => ({
+        hold_id: holdId, kind: r.kind, path: r.path, base: r.base, seq: r.seq, held_seq: r.heldSeq, trash_item_id: r.trashItemId, files: r.files,
+      })));
+    }
+    const files = rows.reduce((n, r) => n + r.files, 0);
+    await this.db('delete_holds').where({ id: holdId }).update({ files: this.db.raw('files + ?', [files]) });
+  }
+
+  async heldDeletes(holdId: number): Promise<HeldDeleteRecord[]> {
+    const rows = await this.db('held_deletes').where({ hold_id: holdId }).orderBy('path');
+    return rows.map((r: Row) => ({
+      holdId: r.hold_id, kind: r.kind, path: r.path, base: r.base, seq: Number(r.seq), heldSeq: Number(r.held_seq), trashItemId: r.trash_item_id ?? null, files: r.files,
+    }));
+  }
+
+  async hold(id: number): Promise<DeleteHoldRecord | undefined> {
+    const q = this.db('delete_holds').where({ id }).first();
+    const row = this.pg ? await q.forUpdate() : await q;
+    return row ? toHold(row) : undefined;
+  }
+
+  async setHoldState(id: number, state: DeleteHoldRecord['state'], at: number): Promise<void> {
+    await this.db('delete_holds').where({ id }).update({ state, decided_at: at });
+  }
+
+  async history(folderId: number, scope: RelPath | undefined): Promise<{ versions: VersionSummary[]; deletions: DeletionRecord[] }> {
+    const inScope = (q: Knex.QueryBuilder, col: string) => {
+      if (!scope) return q;
+      const [lo, hi] = subtreeRange(scope);
+      return q.andWhere((w) => w.where(col, scope).orWhere((r) => r.where(col, '>=', lo).andWhere(col, '<', hi)));
+    };
+    const versionRows: Row[] = await inScope(this.db('versions').where({ folder_id: folderId }), 'path')
+      .select('id', 'folder_id', 'path', 'size', 'hash', 'mtime', 'exec', 'device_id', 'created_at')
+      .orderBy('id');
+    const deletionRows: Row[] = await inScope(
+      this.db('trash_entries as t').join('trash_items as i', 'i.id', 't.trash_item_id').join('versions as v', 'v.id', 't.version_id')
+        .where('i.folder_id', folderId).andWhere('t.kind', 'file'),
+      'v.path',
+    ).select('t.trash_item_id', 'v.path', 't.version_id', 'i.deleted_at', 'i.restored_at', 'i.state');
+    return {
+      versions: versionRows.map((r) => {
+        const { manifest: _, ...v } = toVersion({ ...r, manifest: Buffer.alloc(0) });
+        return v;
+      }),
+      deletions: deletionRows.map((r) => ({
+        trashItemId: r.trash_item_id, path: r.path, versionId: r.version_id, deletedAt: Number(r.deleted_at),
+        restoredAt: r.restored_at === null || r.restored_at === undefined ? null : Number(r.restored_at), state: r.state,
+      })),
+    };
   }
 
   async activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void> {
@@ -313,6 +410,15 @@ export class KnexMetadataStore implements MetadataStore {
 
   async activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void> {
     await this.db('activity').insert({ kind, message, device_id: deviceId, folder_id: folderId, at });
+  }
+
+  async holds(state: DeleteHoldRecord['state']): Promise<DeleteHoldRecord[]> {
+    return (await this.db('delete_holds').where({ state }).orderBy('id')).map(toHold);
+  }
+
+  async hold(id: number): Promise<DeleteHoldRecord | undefined> {
+    const row = await this.db('delete_holds').where({ id }).first();
+    return row ? toHold(row) : undefined;
   }
 
   async liveChildren(folderId: number, dir: RelPath | undefined): Promise<EntryRecord[]> {

@@ -1,5 +1,7 @@
 import type { RelPath } from '@keepsync/protocol';
-import type { ChangeRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord } from './model.js';
+import type {
+  ChangeRecord, DeleteHoldRecord, DeletionRecord, EntryRecord, HeldDeleteRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord, VersionSummary,
+} from './model.js';
 
 /**
  * The index: folders, entries, versions and trash. Sync logic sees only this
@@ -28,6 +30,9 @@ export interface MetadataStore {
   activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void>;
   /** Live entries directly in `dir` (the folder's top level when dir is undefined), by path. */
   liveChildren(folderId: number, dir: RelPath | undefined): Promise<EntryRecord[]>;
+  /** Holds in `state`, oldest first. */
+  holds(state: DeleteHoldRecord['state']): Promise<DeleteHoldRecord[]>;
+  hold(id: number): Promise<DeleteHoldRecord | undefined>;
 }
 
 /** Reads and writes inside one transaction. */
@@ -46,7 +51,14 @@ export interface MetadataTx {
   /** Moves the history of `from` (and, for a folder, of its subtree) to `to`. */
   moveVersions(folderId: number, from: RelPath, to: RelPath, subtree: boolean): Promise<void>;
   insertTrashItem(item: Omit<TrashItemRecord, 'id'>, entries: Omit<TrashEntryRecord, 'trashItemId'>[]): Promise<number>;
-  setTrashState(id: number, state: TrashItemRecord['state']): Promise<void>;
+  /** Sets an item's state; `at` is when, recorded for a restore. */
+  setTrashState(id: number, state: TrashItemRecord['state'], at: number): Promise<void>;
+  /**
+   * The history of `scope` (that path and everything under it; the whole
+   * folder when undefined): every version kept, without manifests, and every
+   * file deletion the trash remembers (purged items forget theirs).
+   */
+  history(folderId: number, scope: RelPath | undefined): Promise<{ versions: VersionSummary[]; deletions: DeletionRecord[] }>;
   activity(kind: string, message: string, deviceId: number | null, folderId: number | null, at: number): Promise<void>;
   /** Trash items still in the trash strictly under `dir`, deleted by `deviceId` at or after `since`. */
   trashedUnder(folderId: number, dir: RelPath, deviceId: number | null, since: number): Promise<TrashItemRecord[]>;
@@ -63,4 +75,21 @@ export interface MetadataTx {
    * Answers false, changing nothing, when the item is not in the trash.
    */
   purgeTrashItem(id: number): Promise<boolean>;
+  /** The files and folders a trash item holds. */
+  trashEntries(itemId: number): Promise<TrashEntryRecord[]>;
+  /** Live files in the folder. */
+  liveFileCount(folderId: number): Promise<number>;
+  /** Trash items still in the trash that `deviceId` deleted at or after `since`, anywhere in the folder. */
+  trashedBy(folderId: number, deviceId: number, since: number): Promise<TrashItemRecord[]>;
+  /** The device's hold of this folder still waiting for the admin. */
+  openHold(folderId: number, deviceId: number): Promise<DeleteHoldRecord | undefined>;
+  /** When the admin last decided a hold of this device and folder; 0 if never. */
+  lastHoldDecision(folderId: number, deviceId: number): Promise<number>;
+  insertHold(hold: Omit<DeleteHoldRecord, 'id'>): Promise<number>;
+  /** Adds what a hold keeps; its file count grows by theirs. */
+  addHeldDeletes(holdId: number, rows: readonly Omit<HeldDeleteRecord, 'holdId'>[]): Promise<void>;
+  heldDeletes(holdId: number): Promise<HeldDeleteRecord[]>;
+  /** Re-reads a hold under the transaction (its state may have changed). */
+  hold(id: number): Promise<DeleteHoldRecord | undefined>;
+  setHoldState(id: number, state: DeleteHoldRecord['state'], at: number): Promise<void>;
 }

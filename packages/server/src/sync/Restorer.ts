@@ -3,6 +3,7 @@ import type { FolderOps } from '../sessions/FolderOps.js';
 import type { MetadataStore } from './MetadataStore.js';
 import type { Folder, TrashEntryRecord, TrashItemRecord } from './model.js';
 import type { SyncService } from './SyncService.js';
+import type { RewindCounts } from './applyPush.js';
 
 /** Who asks for a restore: a device, or the admin (id null). */
 export interface Actor {
@@ -27,7 +28,7 @@ export interface RestoreResult {
  * under it, so a restore and a purge of the same item cannot both happen.
  */
 export class Restorer implements FolderOps {
-  constructor(private readonly meta: MetadataStore, private readonly sync: SyncService) {}
+  constructor(private readonly meta: MetadataStore, private readonly sync: SyncService, private readonly clock: () => number = Date.now) {}
 
   /** Versions of a file, newest first; NOT_FOUND when the folder never had that file. */
   async versions(folder: Folder, path: RelPath): Promise<VersionInfo[]> {
@@ -52,6 +53,25 @@ export class Restorer implements FolderOps {
     });
     if (r.version === id) return { message: `version ${id} of ${path} is already the current one`, path: r.path };
     return { message: `restored version ${id} of ${path}${r.path !== path ? ` as ${r.path}, beside the folder ${path} that is there now` : ''}`, path: r.path };
+  }
+
+  /**
+   * Restores `scope` (a folder or file path; the whole folder when
+   * undefined) to how it was at `at`, on every device: see PushApplier.restoreAt.
+   */
+  async restoreAt(folder: Folder, scope: RelPath | undefined, at: number, actor: Actor): Promise<{ message: string; path?: RelPath } & RewindCounts> {
+    if (!Number.isFinite(at) || at <= 0) throw new KeepsyncError('USAGE', 'the time to restore to is not a valid date; give one like 2026-12-01 14:00');
+    if (at > this.clock()) throw new KeepsyncError('USAGE', `${new Date(at).toISOString()} is in the future; give a time in the past`);
+    if (scope) {
+      const e = await this.meta.entry(folder.id, scope);
+      if (!e) throw new KeepsyncError('NOT_FOUND', `${scope} was never in ${folder.name}; check the path (it is relative to the synced folder)`);
+    }
+    const counts = await this.sync.mutate(folder, actor, (a) => a.restoreAt(scope, at));
+    const where = scope ?? 'the whole folder';
+    const parts = [`${counts.restored} ${counts.restored === 1 ? 'file' : 'files'} brought back`];
+    if (counts.trashed > 0) parts.push(`${counts.trashed} newer ${counts.trashed === 1 ? 'file' : 'files'} moved to the trash`);
+    if (counts.unchanged > 0) parts.push(`${counts.unchanged} already as then`);
+    return { message: `restored ${where} to ${new Date(at).toISOString()}: ${parts.join(', ')}`, ...(scope ? { path: scope } : {}), ...counts };
   }
 
   async trash(folder: Folder): Promise<TrashInfo[]> {

@@ -8,6 +8,7 @@ import type { MetadataStore } from './MetadataStore.js';
 import type { ChangeRecord, Folder } from './model.js';
 import { Mutex } from './Mutex.js';
 import { PushApplier } from './applyPush.js';
+import type { DeleteHoldRule } from './DeleteHold.js';
 
 export interface SyncServiceEvents {
   /** A folder's sequence advanced: devices should list the changes. */
@@ -27,6 +28,8 @@ export class SyncService extends EventEmitter<SyncServiceEvents> {
     private readonly meta: MetadataStore,
     private readonly content: ContentStore,
     private readonly clock: () => number = Date.now,
+    /** The deleteHold setting, read for each push that deletes; holding off by default. */
+    private readonly holdRule: () => Promise<DeleteHoldRule> = async () => ({ files: 0, percent: 0, minFolderFiles: 0 }),
   ) {
     super();
   }
@@ -67,12 +70,15 @@ export class SyncService extends EventEmitter<SyncServiceEvents> {
   /**
    * Applies a device's ops. Every chunk the puts name must already be stored:
    * otherwise nothing is applied and CHUNK_MISSING tells the device to upload.
+   * A burst of deletes is held instead (see PushApplier.holdDeletes).
    */
   async push(folder: Folder, device: { id: number; name: string }, ops: Op[], stillAllowed: () => boolean): Promise<OpResult[]> {
+    const rule = ops.some((o) => o.op === 'delete') ? await this.holdRule() : undefined;
     return this.mutate(folder, device, async (applier) => {
       await applier.prefetch(ops);
+      const held = rule ? await applier.holdDeletes(ops, rule) : new Set<Op>();
       const out: OpResult[] = [];
-      for (const op of ops) out.push(await applier.apply(op));
+      for (const op of ops) out.push(held.has(op) ? applier.heldResult() : await applier.apply(op));
       return out;
     }, async () => {
       if (!stillAllowed()) throw new KeepsyncError('TOKEN_REVOKED', 'this device was removed');

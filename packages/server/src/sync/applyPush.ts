@@ -3,13 +3,25 @@ import {
   type EntryKind, type Manifest, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { MetadataTx } from './MetadataStore.js';
-import type { EntryRecord, Folder, TrashEntryRecord, TrashItemRecord } from './model.js';
+import { HOLD_WINDOW_MS, crossesHold, type DeleteHoldRule, type DeleteOp } from './DeleteHold.js';
+import type { DeletionRecord, EntryRecord, Folder, HeldDeleteRecord, TrashEntryRecord, TrashItemRecord, VersionRecord } from './model.js';
+import { filesAt } from './pointInTime.js';
 
 /**
  * Deletes inside a folder that the same device made this long before
  * deleting the folder itself join the folder's trash item.
  */
 export const DELETE_BURST_MS = 2 * 60_000;
+
+/** What a restore to a point in time did. */
+export interface RewindCounts {
+  /** Files given back their content of then. */
+  restored: number;
+  /** Files that were not there then, now in the trash. */
+  trashed: number;
+  /** Files that already held their content of then. */
+  unchanged: number;
+}
 
 /** Who pushes, and when (the clock decides conflict names). */
 export interface PushContext {
@@ -38,6 +50,16 @@ export class PushApplier {
 
   get lastSeq(): number {
     return this.seq;
+  }
+
+  /** The transaction this applier writes in, for what goes with its changes. */
+  get transaction(): MetadataTx {
+    return this.tx;
+  }
+
+  /** The time of this change. */
+  get now(): number {
+    return this.ctx.now;
   }
 
   /** Loads the paths the ops touch (and their parents) in a few queries. */
@@ -191,22 +213,19 @@ export class PushApplier {
     if (!cur) return { status: 'ok', version: 0, seq: this.seq };
     if (cur.kind !== 'file') return { status: 'stale', reason: `${path} is a folder on the server` };
     if (cur.versionId !== base) return { status: 'stale', reason: `${path} changed on the server; the edit wins over the delete` };
-    this.tombstone(cur);
-    await this.tx.insertTrashItem(
-      { folderId: this.ctx.folder.id, path, kind: 'file', size: cur.size, files: 1, deletedAt: this.ctx.now, deviceId: this.ctx.deviceId, state: 'trashed' },
-      [{ path, kind: 'file', versionId: cur.versionId }],
-    );
+    await this.trashFile(cur);
     await this.tx.activity('delete', `${this.ctx.deviceName} deleted ${path}; it is in the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
     return { status: 'ok', version: 0, seq: this.seq };
   }
 
-  private async deleteDir(path: RelPath, knownSeq: number): Promise<OpResult> {
+  /** `ownSince`: this device's own changes after that sequence survive too (a held delete applied later). */
+  private async deleteDir(path: RelPath, knownSeq: number, ownSince = Number.MAX_SAFE_INTEGER): Promise<OpResult> {
     const cur = await this.live(path);
     if (!cur) return { status: 'ok', version: 0, seq: this.seq };
     if (cur.kind !== 'dir') return { status: 'stale', reason: `${path} is a file on the server` };
     const under = await this.liveUnder(path);
     // What another device changed after what this device has seen survives (edit wins).
-    const spared = under.filter((e) => e.seq > knownSeq && e.deviceId !== this.ctx.deviceId);
+    const spared = under.filter((e) => e.seq > knownSeq && (e.deviceId !== this.ctx.deviceId || e.seq > ownSince));
     const keep = new Set<string>();
     for (const e of spared) {
       keep.add(e.path);
@@ -276,6 +295,90 @@ export class PushApplier {
     return { status: 'ok', version: kind === 'file' ? src.versionId : 0, seq: this.seq };
   }
 
+  // ---- held deletes (SAFETY.md E2) ----
+
+  /**
+   * Decides, before any op of a push is applied, which of its deletes are
+   * held: all of them while the device has a hold open in this folder, or
+   * when they and the deletes it made in the last HOLD_WINDOW_MS reach the
+   * rule (those earlier ones join the new hold, to be undone with it). A
+   * held delete changes nothing but the hold: the files stay current here
+   * and on every other device, and the device is answered as if applied, so
+   * it does not push them again.
+   */
+  async holdDeletes(ops: readonly Op[], rule: DeleteHoldRule): Promise<Set<Op>> {
+    const deletes = ops.filter((o): o is DeleteOp => o.op === 'delete');
+    const device = this.ctx.deviceId;
+    if (deletes.length === 0 || device === null || (rule.files === 0 && rule.percent === 0)) return new Set();
+    const counted: Omit<HeldDeleteRecord, 'holdId'>[] = [];
+    for (const op of deletes) {
+      counted.push({
+        kind: op.kind, path: op.path, base: op.kind === 'file' ? op.base : 0, seq: op.kind === 'dir' ? op.seq : 0, heldSeq: this.seq, trashItemId: null, files: await this.filesDeletedBy(op),
+      });
+    }
+    const folderId = this.ctx.folder.id;
+    let holdId = (await this.tx.openHold(folderId, device))?.id;
+    if (holdId === undefined) {
+      const files = counted.reduce((n, c) => n + c.files, 0);
+      if (files === 0) return new Set();
+      // A decision ends a burst: what came before it does not count again.
+      const since = Math.max(this.ctx.now - HOLD_WINDOW_MS, (await this.tx.lastHoldDecision(folderId, device)) + 1);
+      const earlier = await this.tx.trashedBy(folderId, device, since);
+      const earlierFiles = earlier.reduce((n, i) => n + i.files, 0);
+      const folderFiles = (await this.tx.liveFileCount(folderId)) + earlierFiles;
+      if (!crossesHold(rule, files + earlierFiles, folderFiles)) return new Set();
+      holdId = await this.tx.insertHold({ folderId, deviceId: device, state: 'held', files: 0, heldAt: this.ctx.now, decidedAt: null });
+      await this.tx.addHeldDeletes(holdId, earlier.map((i) => ({ kind: 'trash' as const, path: i.path, base: 0, seq: 0, heldSeq: this.seq, trashItemId: i.id, files: i.files })));
+      const total = files + earlierFiles;
+      await this.tx.activity('hold', `${this.ctx.deviceName} deleted ${total} of ${folderFiles} files at once; the deletes are held until the admin applies or undoes them`, device, folderId, this.ctx.now);
+    }
+    await this.tx.addHeldDeletes(holdId, counted);
+    return new Set(deletes);
+  }
+
+  /** What a held delete answers: as if applied, changing nothing. */
+  heldResult(): OpResult {
+    return { status: 'ok', version: 0, seq: this.seq };
+  }
+
+  /** Files a delete would take away now. */
+  private async filesDeletedBy(op: DeleteOp): Promise<number> {
+    const cur = await this.live(op.path);
+    if (!cur || cur.kind !== op.kind) return 0;
+    if (cur.kind === 'file') return 1;
+    return (await this.liveUnder(op.path)).filter((e) => e.kind === 'file').length;
+  }
+
+  /**
+   * Applies held deletes as their device sent them: an edit made since
+   * still wins, and so does whatever the deleting device itself wrote into a
+   * held folder after the hold.
+   */
+  async applyHeld(rows: readonly HeldDeleteRecord[]): Promise<void> {
+    for (const r of rows) {
+      if (r.kind === 'file') await this.deleteFile(r.path, r.base);
+      else if (r.kind === 'dir') await this.deleteDir(r.path, r.seq, r.heldSeq);
+    }
+  }
+
+  /**
+   * Gives held deletes back: each held path (with what is under it) is
+   * written again to the changes feed unchanged, so the device that deleted
+   * it downloads it again while the others have it already; trash items of
+   * the burst come back from the trash.
+   */
+  async undoHeld(rows: readonly HeldDeleteRecord[], trashed: ReadonlyArray<{ item: TrashItemRecord; entries: TrashEntryRecord[] }>): Promise<void> {
+    for (const r of rows) {
+      if (r.kind === 'trash') continue;
+      const cur = await this.live(r.path);
+      if (!cur) continue;
+      for (const e of [cur, ...(cur.kind === 'dir' ? await this.liveUnder(r.path) : [])]) {
+        this.set(e.path, { kind: e.kind, deleted: false, versionId: e.versionId, size: e.size, hash: e.hash, mtime: e.mtime, exec: e.exec });
+      }
+    }
+    for (const t of trashed) if (t.item.state === 'trashed') await this.restoreTrash(t.item, t.entries);
+  }
+
   // ---- restores ----
 
   /**
@@ -286,16 +389,89 @@ export class PushApplier {
   async restoreVersion(path: RelPath, versionId: number): Promise<{ path: RelPath; version: number }> {
     const v = await this.tx.version(versionId);
     if (!v || v.folderId !== this.ctx.folder.id) throw new KeepsyncError('VERSION_UNKNOWN', `version ${versionId} is not a version of this folder`);
-    let target = path;
     const cur = await this.live(path);
-    if (cur?.kind === 'dir') target = await this.freeRestoredPath(path, false);
     if (cur?.kind === 'file' && cur.versionId === v.id) return { path, version: v.id };
+    const restored = await this.putVersion(path, v);
+    await this.tx.activity('restore', `${this.ctx.deviceName} restored ${restored.path} to the version of ${new Date(v.createdAt).toISOString()}`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
+    return restored;
+  }
+
+  /** Writes `v`'s content as a new current version of `path`, or beside a folder in the way. */
+  private async putVersion(path: RelPath, v: VersionRecord): Promise<{ path: RelPath; version: number }> {
+    const target = (await this.live(path))?.kind === 'dir' ? await this.freeRestoredPath(path, false) : path;
     await this.ensureParents(target);
     const content = { size: v.size, hash: v.hash, mtime: v.mtime, exec: v.exec };
     const id = await this.tx.insertVersion({ folderId: v.folderId, path: target, manifest: v.manifest, deviceId: this.ctx.deviceId, createdAt: this.ctx.now, ...content });
     this.set(target, { kind: 'file', deleted: false, versionId: id, ...content });
-    await this.tx.activity('restore', `${this.ctx.deviceName} restored ${target} to the version of ${new Date(v.createdAt).toISOString()}`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
     return { path: target, version: id };
+  }
+
+  /**
+   * Brings `scope` (a folder or a file; the whole folder when undefined) back
+   * to how it was at `at` (see filesAt): each file that was there gets its
+   * content of then as a new current version (what it holds now stays in its
+   * history), and each file that was not is moved to the trash. Nothing is
+   * destroyed. NOT_FOUND when no file of the scope existed at `at`.
+   */
+  async restoreAt(scope: RelPath | undefined, at: number): Promise<RewindCounts> {
+    const { versions, deletions } = await this.tx.history(this.ctx.folder.id, scope);
+    const then = filesAt(versions, deletions, at);
+    const where = scope ?? this.ctx.folder.name;
+    if (then.size === 0) throw new KeepsyncError('NOT_FOUND', `no file of ${where} was on the server at ${new Date(at).toISOString()}; pick a later time`);
+    const paths = [...new Set(versions.map((v) => v.path))].sort();
+    const uncached = paths.filter((p) => !this.cache.has(p));
+    const found = await this.tx.entries(this.ctx.folder.id, uncached);
+    for (const p of uncached) this.cache.set(p, found.get(p) ?? null);
+    const counts: RewindCounts = { restored: 0, trashed: 0, unchanged: 0 };
+    // Newer files go first: one may stand where a folder of then must come back.
+    for (const p of paths) {
+      const cur = await this.live(p);
+      if (then.has(p) || cur?.kind !== 'file') continue;
+      await this.trashFile(cur);
+      counts.trashed++;
+    }
+    for (const [p, old] of then) {
+      const cur = await this.live(p);
+      if (cur?.kind === 'file' && cur.hash === old.hash && cur.exec === old.exec) {
+        counts.unchanged++;
+        continue;
+      }
+      const v = await this.tx.version(old.id);
+      if (!v) throw new Error(`bug: version ${old.id} vanished under the folder lock`);
+      await this.putVersion(p, v);
+      counts.restored++;
+    }
+    await this.settleTrash(deletions);
+    const when = new Date(at).toISOString();
+    await this.tx.activity('restore', `${this.ctx.deviceName} restored ${where} to how it was at ${when}: ${counts.restored} files brought back, ${counts.trashed} newer files moved to the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
+    return counts;
+  }
+
+  /**
+   * Trash items whose every file is current again with the content it was
+   * deleted with (a restore to a time brought them back) count as restored:
+   * the trash lists only what is still gone.
+   */
+  private async settleTrash(deletions: readonly DeletionRecord[]): Promise<void> {
+    for (const id of new Set(deletions.filter((d) => d.state === 'trashed').map((d) => d.trashItemId))) {
+      const files = (await this.tx.trashEntries(id)).filter((e) => e.kind === 'file');
+      let back = files.length > 0;
+      for (const e of files) {
+        const [cur, v] = [await this.live(e.path), await this.tx.version(e.versionId)];
+        if (!v || cur?.kind !== 'file' || cur.hash !== v.hash || cur.exec !== v.exec) back = false;
+        if (!back) break;
+      }
+      if (back) await this.tx.setTrashState(id, 'restored', this.ctx.now);
+    }
+  }
+
+  /** Deletes a live file into the trash, as one item of its own. */
+  private async trashFile(cur: EntryRecord): Promise<void> {
+    this.tombstone(cur);
+    await this.tx.insertTrashItem(
+      { folderId: this.ctx.folder.id, path: cur.path, kind: 'file', size: cur.size, files: 1, deletedAt: this.ctx.now, deviceId: this.ctx.deviceId, state: 'trashed' },
+      [{ path: cur.path, kind: 'file', versionId: cur.versionId }],
+    );
   }
 
   /**
@@ -325,7 +501,7 @@ export class PushApplier {
       this.set(target, { kind: 'file', deleted: false, versionId, ...content });
     }
     if (item.kind === 'dir' && !(await this.live(root))) this.set(root, { kind: 'dir', deleted: false });
-    await this.tx.setTrashState(item.id, 'restored');
+    await this.tx.setTrashState(item.id, 'restored', this.ctx.now);
     await this.tx.activity('restore', `${this.ctx.deviceName} restored ${root} from the trash`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
     return root;
   }

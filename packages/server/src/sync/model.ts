@@ -41,6 +41,21 @@ export interface VersionRecord {
 
 export type NewVersion = Omit<VersionRecord, 'id'>;
 
+/** A version without its chunk list: enough to tell what a path held when. */
+export type VersionSummary = Omit<VersionRecord, 'manifest'>;
+
+/** A file a trash item took, named by the path its history has now. */
+export interface DeletionRecord {
+  trashItemId: number;
+  path: RelPath;
+  /** The version the file had when it was deleted. */
+  versionId: number;
+  deletedAt: number;
+  /** When its trash item was restored; null while trashed or when not known. */
+  restoredAt: number | null;
+  state: TrashItemRecord['state'];
+}
+
 /** A trash item: a deleted file, or a deleted folder with its subtree. */
 export interface TrashItemRecord {
   id: number;
@@ -64,4 +79,33 @@ export interface TrashEntryRecord {
 /** A changes-feed row: an entry and, for small files, its manifest. */
 export interface ChangeRecord extends EntryRecord {
   manifest: Manifest | null;
+}
+
+/** A burst of one device's deletes, held for the admin to apply or undo. */
+export interface DeleteHoldRecord {
+  id: number;
+  folderId: number;
+  deviceId: number | null;
+  state: 'held' | 'applied' | 'undone';
+  /** Files the burst deletes (held ones and those already in the trash). */
+  files: number;
+  heldAt: number;
+  decidedAt: number | null;
+}
+
+/**
+ * What a hold keeps: a delete op as the device sent it (a file with its
+ * base version, a folder with the sequence the device had seen), or a trash
+ * item the same burst had put in the trash before it was held.
+ */
+export interface HeldDeleteRecord {
+  holdId: number;
+  kind: 'file' | 'dir' | 'trash';
+  path: RelPath;
+  base: number;
+  seq: number;
+  /** The folder's sequence when the delete was held: what is newer is spared when it is applied. */
+  heldSeq: number;
+  trashItemId: number | null;
+  files: number;
 }

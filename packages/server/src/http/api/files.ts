@@ -5,7 +5,7 @@ import type { EntryRecord, Folder, VersionRecord } from '../../sync/model.js';
 import { ADMIN } from '../../sync/Restorer.js';
 import type { AppDeps } from '../deps.js';
 import { requireSession } from '../session.js';
-import { folderParam, idParam, pathParam } from './params.js';
+import { folderParam, idParam, pathParam, timeParam } from './params.js';
 
 function entryJson(e: EntryRecord) {
   return {
@@ -22,7 +22,8 @@ function entryJson(e: EntryRecord) {
 /**
  * Browsing a folder's files and their versions, downloading any version and
  * restoring one as current: GET /folders/:folder/files, /versions, /content
- * and POST /folders/:folder/restore.
+ * and POST /folders/:folder/restore (one file to a version, or a folder to
+ * a point in time).
  */
 export function fileRoutes(deps: AppDeps): Router {
   const router = Router();
@@ -55,7 +56,13 @@ export function fileRoutes(deps: AppDeps): Router {
 
   router.post('/folders/:folder/restore', auth, async (req, res) => {
     const folder = await folderParam(meta, req);
-    const body = (req.body ?? {}) as { path?: unknown; version?: unknown };
+    const body = (req.body ?? {}) as { path?: unknown; version?: unknown; at?: unknown };
+    if (body.at !== undefined) {
+      if (body.version !== undefined) throw new KeepsyncError('USAGE', 'give either version (one file) or at (a point in time), not both');
+      const scope = body.path === undefined || body.path === '' ? undefined : pathParam(body.path);
+      res.json(await deps.folders.restorer.restoreAt(folder, scope, timeParam(body.at), ADMIN));
+      return;
+    }
     const path = pathParam(body.path);
     const version = body.version === undefined || body.version === null ? 0 : idParam(body.version, 'version');
     const r = await deps.folders.restorer.restoreVersion(folder, path, version, ADMIN);

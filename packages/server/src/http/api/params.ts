@@ -26,3 +26,10 @@ export function idParam(value: unknown, what: string): number {
   }
   return Number(text);
 }
+
+/** A point in time: an ISO 8601 date-time (with its offset) or milliseconds since 1970. */
+export function timeParam(value: unknown, what = 'at'): number {
+  const ms = typeof value === 'number' ? value : typeof value === 'string' && value.length <= 64 ? Date.parse(value) : NaN;
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new KeepsyncError('USAGE', `${what} must be a date and time, like 2026-12-01T14:00:00Z`);
+  return ms;
+}

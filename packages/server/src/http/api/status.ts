@@ -21,8 +21,8 @@ export function statusRoutes(deps: AppDeps): Router {
   const auth = requireSession(deps.admin);
 
   router.get('/status', auth, async (_req, res) => {
-    const [folders, devices, settings, storage] = await Promise.all([
-      folderTotals(deps.db), deps.devices.list(), deps.settings.get(), deps.storage?.(),
+    const [folders, devices, settings, storage, holds] = await Promise.all([
+      folderTotals(deps.db), deps.devices.list(), deps.settings.get(), deps.storage?.(), deps.folders.meta.holds('held'),
     ]);
     res.json({
       version: deps.version,
@@ -32,6 +32,8 @@ export function statusRoutes(deps: AppDeps): Router {
       devices: devices.length,
       online: deps.presence.online(),
       storage: storage ?? { currentBytes: folders.reduce((sum, f) => sum + f.bytes, 0) },
+      /** Bursts of deletes waiting for the admin (GET /holds lists them). */
+      heldDeletes: holds.length,
     });
   });
 

@@ -1,5 +1,7 @@
 import type { Knex } from 'knex';
 import * as m001 from './001_initial.js';
+import * as m002 from './002_trash_restored_at.js';
+import * as m003 from './003_delete_holds.js';
 
 interface Migration {
   up(db: Knex): Promise<void>;
@@ -8,6 +10,8 @@ interface Migration {
 
 const migrations: Record<string, Migration> = {
   '001_initial': m001,
+  '002_trash_restored_at': m002,
+  '003_delete_holds': m003,
 };
 
 /** Migrations compiled into the package (no directory scanning at run time). */

@@ -40,6 +40,14 @@ describe('Live sync', function () {
       await waitFor('the delete on laptop', () => !laptop.exists('renamed'));
     });
 
+    it('sends deletes made the moment files arrived, which the watcher may report as no change at all', async () => {
+      for (let i = 0; i < 5; i++) laptop.write(`f${i}.txt`, `content ${i}`);
+      await waitFor('the files on desktop', () => desktop.exists('f4.txt'), 30_000, 2);
+      for (let i = 0; i < 3; i++) fs.rmSync(desktop.p(`f${i}.txt`), { force: true });
+      await waitFor('the deletes on laptop', () => [0, 1, 2].every((i) => !laptop.exists(`f${i}.txt`)), 20_000);
+      assert.deepEqual([3, 4].map((i) => laptop.read(`f${i}.txt`)), ['content 3', 'content 4']);
+    });
+
     it('syncs a 100 MiB file intact', async () => {
       const block = crypto.randomBytes(1024 * 1024);
       const fd = fs.openSync(laptop.p('big.bin'), 'w');

@@ -54,13 +54,13 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
     state.pendingDown = down;
     publish();
   };
-  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false), onPlan });
   let wake: (() => void) | undefined;
   let kicked = true;
   const kick = () => {
     kicked = true;
     wake?.();
   };
+  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false), onPlan, wake: kick });
   opts.signal?.addEventListener('abort', kick);
   let watcher: Watcher | undefined;
   let debounce: NodeJS.Timeout | undefined;

@@ -21,6 +21,8 @@ const HELD_BYTES = 32 * 1024 * 1024;
 const HELD_FILE_BYTES = 256 * 1024;
 /** Files from this size on are uploaded while they are hashed. */
 const EAGER_UPLOAD_BYTES = 8 * 1024 * 1024;
+/** Paths written from the server's changes are looked at again after this long (the watcher's own delay, and more). */
+const RECHECK_WRITTEN_MS = 1000;
 /** Files whose stat is checked again at once before their puts are pushed. */
 const RECHECK_PARALLEL = 16;
 
@@ -29,6 +31,8 @@ export interface EngineOptions {
   progress?: Progress;
   /** Told what a cycle is about to carry out (uploads, downloads), before it starts. */
   onPlan?: (pendingUp: number, pendingDown: number) => void;
+  /** Asks for a cycle soon (paths written here are looked at again a little later). */
+  wake?: () => void;
 }
 
 /** What one cycle did. */
@@ -425,6 +429,17 @@ export class Engine {
         if (isKeepsyncError(err) && err.code === 'LOCAL_WRITE_FAILED') return err;
         throw err;
       });
+      // What was just written here is looked at again, next cycle and a little later: a
+      // change made right after it (a file deleted as soon as it arrived) may reach the
+      // watcher merged with the write, as no change at all.
+      const written = downs.flatMap((a) => [keyOf(a), ...(a.kind === 'rename-local' ? [a.from] : []), ...('local' in a && a.local ? [a.local.localPath] : [])]);
+      for (const p of written) this.markLocal(p);
+      if (written.length > 0) {
+        setTimeout(() => {
+          for (const p of written) this.markLocal(p);
+          this.opts.wake?.();
+        }, RECHECK_WRITTEN_MS).unref();
+      }
       phase('apply');
       await this.pushLocal(ups, conn);
       phase('push');

@@ -94,6 +94,36 @@ describe('File-system edge cases on a device', function () {
       await log.assertNothingLost(admin);
     });
 
+    it('sends an edit that keeps size, modification time and inode, of a file it uploaded and of one it downloaded (D1)', async () => {
+      /** Rewrites a file in place with other bytes of the same size and puts its modification time back. */
+      const sneakyEdit = (file: string, content: string) => {
+        const before = fs.statSync(file);
+        const fd = fs.openSync(file, 'r+');
+        fs.writeSync(fd, content, 0);
+        fs.closeSync(fd);
+        fs.utimesSync(file, before.atimeMs / 1000, before.mtimeMs / 1000);
+        const after = fs.statSync(file);
+        assert.deepEqual([after.size, after.mtimeMs, after.ino], [before.size, before.mtimeMs, before.ino], 'the edit keeps what a stat compares');
+      };
+      laptop.write('mine.txt', log.add('mine.txt', 'AAAA first'));
+      desktop.write('theirs.txt', log.add('theirs.txt', 'CCCC first'));
+      // Whole seconds, so that the edit below can put them back exactly.
+      fs.utimesSync(laptop.p('mine.txt'), 1_700_000_000, 1_700_000_000);
+      fs.utimesSync(desktop.p('theirs.txt'), 1_700_000_000, 1_700_000_000);
+      await settle(laptop, desktop);
+      assert.equal(laptop.read('theirs.txt'), 'CCCC first');
+
+      sneakyEdit(laptop.p('mine.txt'), log.add('mine.txt', 'BBBB first') as string);
+      sneakyEdit(laptop.p('theirs.txt'), log.add('theirs.txt', 'DDDD first') as string);
+      await settle(laptop, desktop);
+      assert.equal(desktop.read('mine.txt'), 'BBBB first');
+      assert.equal(desktop.read('theirs.txt'), 'DDDD first');
+      const tree = await serverTree(admin);
+      assert.equal(tree.get('mine.txt'), sha256('BBBB first'));
+      assert.equal(tree.get('theirs.txt'), sha256('DDDD first'));
+      await log.assertNothingLost(admin);
+    });
+
     it('skips a file it cannot read, never treating it as deleted, and syncs it once it can (D4)', async function () {
       // Tests run as root, which reads any file: the device runs as an ordinary user instead.
       try {

@@ -12,6 +12,8 @@ export interface Expected {
   size?: number;
   mtime?: number;
   ino?: number;
+  /** Status change time; checked when known. */
+  ctime?: number;
 }
 
 /** A file being written: chunks are appended, then `commit` renames it into place. */
@@ -96,7 +98,12 @@ export class LocalFolder {
     if (!st) return false;
     if (exp.kind === 'dir') return st.isDirectory();
     if (!st.isFile()) return false;
-    return (exp.size === undefined || st.size === exp.size) && (exp.mtime === undefined || st.mtimeMs === exp.mtime) && (exp.ino === undefined || st.ino === exp.ino);
+    return (
+      (exp.size === undefined || st.size === exp.size) &&
+      (exp.mtime === undefined || st.mtimeMs === exp.mtime) &&
+      (exp.ino === undefined || st.ino === exp.ino) &&
+      (!exp.ctime || st.ctimeMs === exp.ctime)
+    );
   }
 
   /** The absolute path of the temporary file `.keepsync-` + `name` beside `localPath`. */
@@ -175,7 +182,7 @@ export class LocalFolder {
       // made right after the rename must show up as a change, not be taken for ours.
       const written = await fsp.lstat(w.tmp);
       await fsp.rename(w.tmp, w.target);
-      return written;
+      return await afterRename(w.target, written);
     } catch (err) {
       await fsp.rm(w.tmp, { force: true });
       throw err;
@@ -226,7 +233,7 @@ export class LocalFolder {
     const moved = await fsp.lstat(this.abs(from));
     await fsp.rename(this.abs(from), this.abs(to));
     this.knownDirs.clear();
-    return moved;
+    return afterRename(this.abs(to), moved);
   }
 
   /** Reads `size` bytes at `offset` of a file, or undefined when it cannot. */
@@ -292,4 +299,14 @@ export class LocalFolder {
   async removeKeptTemp(absTemp: string): Promise<void> {
     if (path.basename(absTemp).startsWith(TEMP_PREFIX) && absTemp.startsWith(this.root + path.sep)) await fsp.rm(absTemp, { force: true });
   }
+}
+
+/**
+ * The stat of what was just renamed to `target`: taken again, since a rename
+ * changes the status change time, unless the file changed meanwhile (other
+ * inode, size or mtime), when the stat from before stands and the change shows.
+ */
+async function afterRename(target: string, before: fs.Stats): Promise<fs.Stats> {
+  const after = await fsp.lstat(target).catch(() => undefined);
+  return after && after.ino === before.ino && after.size === before.size && after.mtimeMs === before.mtimeMs ? after : before;
 }

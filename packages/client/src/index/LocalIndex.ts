@@ -14,6 +14,8 @@ export interface SyncedRecord {
   /** Inode of the local file when it was synced (finds moves). */
   ino: number;
   manifest: Manifest | null;
+  /** Status change time of the local file when it was synced; 0 or absent when unknown. */
+  ctime?: number;
 }
 
 /** The server's latest state of a path, as the changes feed told it. */
@@ -43,7 +45,7 @@ type Row = Record<string, any>;
 
 const toSynced = (r: Row): SyncedRecord => ({
   path: r.path, kind: r.kind, version: r.version, hash: r.hash, size: r.size, mtime: r.mtime, exec: !!r.exec, ino: r.ino,
-  manifest: r.manifest ? new Uint8Array(r.manifest) : null,
+  manifest: r.manifest ? new Uint8Array(r.manifest) : null, ctime: r.ctime ?? 0,
 });
 const toRemote = (r: Row): RemoteRecord => ({
   path: r.path, kind: r.kind, deleted: !!r.deleted, seq: r.seq, version: r.version, hash: r.hash, size: r.size,
@@ -68,7 +70,7 @@ export class LocalIndex {
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS synced (
         path TEXT PRIMARY KEY, kind TEXT NOT NULL, version INTEGER NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
-        mtime REAL NOT NULL, exec INTEGER NOT NULL, ino INTEGER NOT NULL, manifest BLOB);
+        mtime REAL NOT NULL, exec INTEGER NOT NULL, ino INTEGER NOT NULL, manifest BLOB, ctime REAL NOT NULL DEFAULT 0);
       CREATE TABLE IF NOT EXISTS remote (
         path TEXT PRIMARY KEY, kind TEXT NOT NULL, deleted INTEGER NOT NULL, seq INTEGER NOT NULL, version INTEGER NOT NULL,
         hash TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL, exec INTEGER NOT NULL, from_path TEXT, manifest BLOB);
@@ -76,6 +78,10 @@ export class LocalIndex {
         PRIMARY KEY (hash, path, offset));
       CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
     `);
+    // Indexes made before the status change time was kept gain it (0: unknown until the next scan).
+    if (!(this.db.pragma('table_info(synced)') as Row[]).some((c) => c.name === 'ctime')) {
+      this.db.exec('ALTER TABLE synced ADD COLUMN ctime REAL NOT NULL DEFAULT 0');
+    }
   }
 
   /** A prepared statement, compiled once per index. */
@@ -141,9 +147,13 @@ export class LocalIndex {
     return (this.stmt('SELECT count(*) AS n FROM synced').get() as Row).n;
   }
 
+  setSyncedCtime(path: RelPath, ctime: number): void {
+    this.stmt('UPDATE synced SET ctime = ? WHERE path = ?').run(ctime, path);
+  }
+
   putSynced(s: SyncedRecord): void {
-    this.stmt('INSERT OR REPLACE INTO synced (path, kind, version, hash, size, mtime, exec, ino, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(s.path, s.kind, s.version, s.hash, s.size, s.mtime, s.exec ? 1 : 0, s.ino, blob(s.manifest));
+    this.stmt('INSERT OR REPLACE INTO synced (path, kind, version, hash, size, mtime, exec, ino, manifest, ctime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(s.path, s.kind, s.version, s.hash, s.size, s.mtime, s.exec ? 1 : 0, s.ino, blob(s.manifest), s.ctime ?? 0);
     this.stmt('DELETE FROM chunks WHERE path = ?').run(s.path);
     if (s.manifest && s.kind === 'file') {
       const ins = this.stmt('INSERT OR IGNORE INTO chunks (hash, path, offset, size) VALUES (?, ?, ?, ?)');

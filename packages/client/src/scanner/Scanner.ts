@@ -14,6 +14,8 @@ export interface LocalState {
   mtime: number;
   ino: number;
   exec: boolean;
+  /** Status change time (ms): any write changes it, whatever mtime and size are made to say. */
+  ctime?: number;
 }
 
 const READ_BLOCK = 1024 * 1024;
@@ -105,7 +107,7 @@ export class Scanner {
       return { path: wire, localPath, kind: 'dir', size: 0, mtime: 0, ino: st.ino, exec: false };
     }
     if (!st.isFile() || this.isIgnored(wire, false)) return undefined;
-    return { path: wire, localPath, kind: 'file', size: st.size, mtime: st.mtimeMs, ino: st.ino, exec: (st.mode & 0o111) !== 0 };
+    return { path: wire, localPath, kind: 'file', size: st.size, mtime: st.mtimeMs, ino: st.ino, exec: (st.mode & 0o111) !== 0, ctime: st.ctimeMs };
   }
 
   /**

@@ -7,7 +7,7 @@ import type { LocalFolder } from '../folder/LocalFolder.js';
 import type { Scanner, LocalState } from '../scanner/Scanner.js';
 import type { Connection } from '../transport/Connection.js';
 import { Progress } from '../progress.js';
-import { needsHash, plan, structureOp, type Action, type LocalView, type PathStates } from './planner.js';
+import { needsHash, plan, sameStat, structureOp, type Action, type LocalView, type PathStates } from './planner.js';
 import { PartialDownloads, downloadFiles, parallel, type DownloadJob } from './transfers.js';
 import { EagerUpload, uploadChunks, type UploadJob } from './uploads.js';
 
@@ -372,6 +372,15 @@ export class Engine {
   }
 
 
+  /** Records the status change time of files synced before it was kept, as the scan found them unchanged. */
+  private learnCtimes(states: Map<RelPath, PathStates>): void {
+    const learned: Array<{ path: RelPath; ctime: number }> = [];
+    for (const { local: l, synced: s } of states.values()) {
+      if (l?.kind === 'file' && s?.kind === 'file' && !s.ctime && l.ctime && sameStat(l, s)) learned.push({ path: s.path, ctime: l.ctime });
+    }
+    if (learned.length > 0) this.index.tx(() => learned.forEach((c) => this.index.setSyncedCtime(c.path, c.ctime)));
+  }
+
   /**
    * One pass: pull, scan, plan, act. A pass cut short (a lost connection, a
    * server restart) leaves work it had taken off the dirty sets undone: the
@@ -401,6 +410,7 @@ export class Engine {
     this.reportClashes();
     await this.hashWhereNeeded(states, conn);
     phase('hash');
+    this.learnCtimes(states);
     const skip = new Set<string>();
     for (const [p, st] of states) {
       const f = this.failing.get(p);
@@ -466,7 +476,13 @@ export class Engine {
       switch (a.kind) {
         case 'rename-local': {
           const st = await this.folder.rename(a.local.localPath, a.to, expectOf(a.local));
-          if (st) this.index.tx(() => this.followMove(a.from, a.to));
+          if (st) {
+            this.index.tx(() => {
+              this.followMove(a.from, a.to);
+              const moved = this.index.synced(a.to);
+              if (moved?.kind === 'file') this.index.putSynced({ ...moved, ctime: st.ctimeMs });
+            });
+          }
           else this.markLocal(a.local.localPath);
           break;
         }
@@ -482,10 +498,10 @@ export class Engine {
           // The same bytes arrived from both sides (A7): the server's version is kept, so is its mtime.
           if (r?.kind === 'file' && l.kind === 'file' && s?.version !== r.version && Math.round(l.mtime) !== r.mtime) {
             const st = await this.folder.setMtime(l.localPath, r.mtime, expectOf(l));
-            if (st) l = { ...l, mtime: st.mtimeMs };
+            if (st) l = { ...l, mtime: st.mtimeMs, ctime: st.ctimeMs };
           }
-          if (r) this.index.putSynced({ ...syncedFromRemote(r, l.ino, l.mtime), size: l.size, manifest: r.manifest ?? s?.manifest ?? (l.content ? packManifest(l.content.chunks) : null) });
-          else if (s) this.index.putSynced({ ...s, size: l.size, mtime: l.mtime, ino: l.ino, exec: l.exec });
+          if (r) this.index.putSynced({ ...syncedFromRemote(r, l.ino, l.mtime), size: l.size, ctime: l.ctime, manifest: r.manifest ?? s?.manifest ?? (l.content ? packManifest(l.content.chunks) : null) });
+          else if (s) this.index.putSynced({ ...s, size: l.size, mtime: l.mtime, ino: l.ino, exec: l.exec, ctime: l.ctime });
           break;
         }
         case 'forget':
@@ -566,7 +582,7 @@ export class Engine {
       path: a.path, localPath, manifest: full, hash: r.hash, mtime: r.mtime, exec: r.exec, expect,
       onDone: (res) => {
         if (res) {
-          this.recordDownloaded({ ...syncedFromRemote(r, res.ino, res.mtime), manifest: full });
+          this.recordDownloaded({ ...syncedFromRemote(r, res.ino, res.mtime), manifest: full, ctime: res.ctime });
           this.progress.fileDown();
         } else {
           this.markLocal(localPath);
@@ -590,7 +606,7 @@ export class Engine {
     phase('upload chunks');
     const changed = new Set<Action>();
     await parallel(puts, RECHECK_PARALLEL, async (a) => {
-      if (!(await this.folder.matches(a.local.localPath, { size: a.local.size, mtime: a.local.mtime, ino: a.local.ino }))) changed.add(a);
+      if (!(await this.folder.matches(a.local.localPath, expectOf(a.local)))) changed.add(a);
     });
     const ready: Action[] = [];
     for (const a of sorted) {
@@ -699,7 +715,7 @@ export class Engine {
         const c = a.local.content!;
         const rec: SyncedRecord = {
           path: r.status === 'conflict' ? r.path : a.path, kind: 'file', version: r.version, hash: c.hash, size: c.size,
-          mtime: a.local.mtime, exec: a.local.exec, ino: a.local.ino, manifest: packManifest(c.chunks),
+          mtime: a.local.mtime, exec: a.local.exec, ino: a.local.ino, manifest: packManifest(c.chunks), ctime: a.local.ctime,
         };
         if (r.status === 'ok') {
           this.index.putSynced(rec);
@@ -716,11 +732,11 @@ export class Engine {
   private async afterResult(a: Action, r: OpResult): Promise<void> {
     if (r.status !== 'conflict') return;
     const local = (a as { local: LocalView }).local;
-    const st = await this.folder.rename(local.localPath, r.path, local.kind === 'file' ? { size: local.size, mtime: local.mtime, ino: local.ino } : { kind: 'dir' });
+    const st = await this.folder.rename(local.localPath, r.path, expectOf(local));
     this.index.tx(() => {
       if (st && a.kind === 'push-put') {
         const c = a.local.content!;
-        this.index.putSynced({ path: r.path, kind: 'file', version: r.version, hash: c.hash, size: c.size, mtime: st.mtimeMs, exec: a.local.exec, ino: st.ino, manifest: packManifest(c.chunks) });
+        this.index.putSynced({ path: r.path, kind: 'file', version: r.version, hash: c.hash, size: c.size, mtime: st.mtimeMs, exec: a.local.exec, ino: st.ino, manifest: packManifest(c.chunks), ctime: st.ctimeMs });
       } else if (st) {
         this.index.rebaseSynced(local.path, r.path);
         this.index.putSynced(dirRecord(r.path, st.ino));
@@ -744,7 +760,7 @@ function keyOf(a: Action): string {
 }
 
 function statKey(l: LocalState | undefined): string {
-  return l ? `${l.kind}:${l.size}:${l.mtime}:${l.ino}` : 'absent';
+  return l ? `${l.kind}:${l.size}:${l.mtime}:${l.ino}:${l.ctime ?? 0}` : 'absent';
 }
 
 /**
@@ -753,7 +769,7 @@ function statKey(l: LocalState | undefined): string {
  * content is what was last synced (a touch keeps the content, not the stat).
  */
 function expectOf(s: LocalState) {
-  return s.kind === 'dir' ? { kind: 'dir' as const } : { size: s.size, mtime: s.mtime, ino: s.ino };
+  return s.kind === 'dir' ? { kind: 'dir' as const } : { size: s.size, mtime: s.mtime, ino: s.ino, ctime: s.ctime };
 }
 
 function dirRecord(path: RelPath, ino: number): SyncedRecord {

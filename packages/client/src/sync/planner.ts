@@ -30,7 +30,12 @@ export type Action =
 
 /** Same stat as when last synced: size, mtime, inode and mode. */
 export function sameStat(l: LocalState, s: SyncedRecord): boolean {
-  return l.kind === s.kind && (l.kind === 'dir' || (l.size === s.size && l.mtime === s.mtime && l.ino === s.ino && l.exec === s.exec));
+  return l.kind === s.kind && (l.kind === 'dir' || (l.size === s.size && l.mtime === s.mtime && l.ino === s.ino && l.exec === s.exec && sameCtime(l, s)));
+}
+
+/** The status change times agree, or one is unknown (an index from before they were kept). */
+function sameCtime(l: LocalState, s: SyncedRecord): boolean {
+  return !l.ctime || !s.ctime || l.ctime === s.ctime;
 }
 
 /** Whether a file's local content must be hashed before planning. */

@@ -18,7 +18,7 @@ export interface DownloadJob {
   exec: boolean;
   /** What the target must still be when the file is renamed into place. */
   expect: Expected;
-  onDone(result: { ino: number; mtime: number } | undefined): void;
+  onDone(result: { ino: number; mtime: number; ctime: number } | undefined): void;
 }
 
 /** A file being written: its temp file, the hash of what is in it, and how many chunks that is. */
@@ -216,7 +216,7 @@ export async function downloadFiles(
     } catch (err) {
       failedWrite(i, err);
     }
-    job.onDone(stat ? { ino: stat.ino, mtime: stat.mtimeMs } : undefined);
+    job.onDone(stat ? { ino: stat.ino, mtime: stat.mtimeMs, ctime: stat.ctimeMs } : undefined);
   };
   try {
     await parallel(jobs.map((_, i) => i), WRITE_PARALLEL, one);

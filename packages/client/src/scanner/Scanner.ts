@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import ignoreFactory, { type Ignore } from 'ignore';
+import { linkInTheWay, openNoFollow, parentsAreFolders } from '../folder/noFollow.js';
 import { Chunker, DEFAULT_IGNORES, IGNORE_FILE, TEMP_PREFIX, tryParseRelPath, type ChunkedFile, type EntryKind, type RelPath } from '@keepsync/protocol';
 
 /** A path as it is on this device's disk right now. */
@@ -58,9 +59,12 @@ export class Scanner {
    * file/folder. A wire path (NFC) finds a file whose name on disk is in
    * another Unicode normalization; a name that is not the NFC one while the
    * NFC one exists too is a clash and answers undefined. Throws when the
-   * path cannot be looked at (permissions): that is not an absence.
+   * path cannot be looked at (permissions): that is not an absence. A path
+   * under a symbolic link is absent: links are not followed.
    */
   async stat(localPath: string): Promise<LocalState | undefined> {
+    const slash = localPath.lastIndexOf('/');
+    if (slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash)))) return undefined;
     const st = await fsp.lstat(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
       throw err;
@@ -109,6 +113,8 @@ export class Scanner {
    */
   async walk(localDir?: string, out = new Map<RelPath, LocalState>()): Promise<{ states: Map<RelPath, LocalState>; unreadable: string[] }> {
     const unreadable: string[] = [];
+    // A folder that is a symbolic link (or under one) now is not walked: links are not followed.
+    if (localDir !== undefined && !(await parentsAreFolders(this.root, `${localDir}/x`))) return { states: out, unreadable };
     const stack: string[] = [localDir ?? ''];
     while (stack.length > 0) {
       const dir = stack.pop()!;
@@ -148,9 +154,14 @@ export class Scanner {
     return { states: out, unreadable };
   }
 
-  /** Hashes a file into chunks, streaming. Throws when it cannot be read. */
-  async hash(localPath: string, expectedSize: number, signal?: AbortSignal): Promise<ChunkedFile> {
-    const fh = await fsp.open(this.abs(localPath), 'r');
+  /**
+   * Hashes a file into chunks, streaming. Throws when it cannot be read, or
+   * when it is no longer the file `local` saw (its inode), which a link
+   * swapped in on its path would be.
+   */
+  async hash(local: { localPath: string; size: number; ino: number }, signal?: AbortSignal): Promise<ChunkedFile> {
+    const fh = await openNoFollow(this.root, local.localPath, local.ino);
+    const expectedSize = local.size;
     try {
       const chunker = new Chunker(expectedSize);
       const buf = Buffer.allocUnsafe(READ_BLOCK);

@@ -10,6 +10,7 @@ import { Progress } from '../progress.js';
 import { needsHash, plan, structureOp, type Action, type LocalView, type PathStates } from './planner.js';
 import { PartialDownloads, downloadFiles, type DownloadJob } from './transfers.js';
 import { uploadChunks, type UploadJob } from './uploads.js';
+import { linkInTheWay } from '../folder/noFollow.js';
 
 /** Most bytes of ops in one push frame, well under the control frame limit. */
 const PUSH_BYTES = 512 * 1024;
@@ -45,6 +46,9 @@ export class Engine {
   private fullScan = true;
   /** Paths whose last push failed, with the stat that failed, to avoid hot loops. */
   private readonly failing = new Map<string, string>();
+  /** Server changes that cannot be written here because a symbolic link holds their place: path → the link. */
+  private readonly blocked = new Map<string, { at: string; id: string }>();
+  private readonly reportedLinks = new Set<string>();
   private readonly downloaded: SyncedRecord[] = [];
   /** Folders this device removed itself in the last seconds, for wasFolder. */
   private readonly removedFolders = new Map<string, number>();
@@ -296,7 +300,7 @@ export class Engine {
       if (!needsHash(st)) continue;
       const l = st.local as LocalView;
       try {
-        l.content = await this.scanner.hash(l.localPath, l.size);
+        l.content = await this.scanner.hash(l);
       } catch (err) {
         // Unreadable (permissions, vanished): never treat it as deleted; leave it alone this cycle.
         this.opts.log(`cannot read ${p}: ${errorMessage(err)}; it is skipped until it can be read`);
@@ -327,6 +331,13 @@ export class Engine {
     this.reportClashes();
     await this.hashWhereNeeded(states);
     const skip = new Set<string>();
+    for (const p of states.keys()) {
+      const b = this.blocked.get(p);
+      if (!b) continue;
+      const now = await linkInTheWay(this.folder.root, b.at);
+      if (now?.at === b.at && now.id === b.id) skip.add(p);
+      else this.blocked.delete(p);
+    }
     for (const [p, st] of states) {
       const f = this.failing.get(p);
       if (f !== undefined && f === statKey(st.local)) skip.add(p);
@@ -383,7 +394,7 @@ export class Engine {
           break;
         }
         case 'mkdir-local': {
-          const st = await this.folder.mkdir(a.path).catch((err) => this.report(a.path, err));
+          const st = await this.folder.mkdir(a.path).catch(async (err) => (await this.noteBlocked(a.path)) ? undefined : this.report(a.path, err));
           if (st) this.index.putSynced(syncedFromRemote(a.remote, st.ino, 0));
           break;
         }
@@ -414,11 +425,20 @@ export class Engine {
       }
     }
     if (downloads.length > 0) {
+      const failed: DownloadJob[] = [];
+      for (const d of downloads) {
+        const onDone = d.onDone;
+        d.onDone = (res) => {
+          if (!res) failed.push(d);
+          onDone(res);
+        };
+      }
       try {
         await downloadFiles(downloads, conn, this.index, this.folder, this.progress, this.partials);
       } finally {
         this.flushDownloaded();
       }
+      for (const d of failed) await this.noteBlocked(d.localPath);
     }
     // Deepest first, so folders are empty when their turn comes.
     deletes.sort((x, y) => (x.path < y.path ? 1 : x.path > y.path ? -1 : 0));
@@ -496,7 +516,7 @@ export class Engine {
     // Upload the content of puts first; a put whose chunks did not all arrive waits for the next cycle.
     const puts = sorted.filter((a): a is Extract<Action, { kind: 'push-put' }> => a.kind === 'push-put');
     const ops = new Map<Action, Op>(puts.map((a) => [a, this.opOf(a)]));
-    const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, chunks: chunksToOffer(a, ops.get(a)!) }]));
+    const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, ino: a.local.ino, chunks: chunksToOffer(a, ops.get(a)!) }]));
     const uploaded = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
     const ready: Action[] = [];
     for (const a of sorted) {
@@ -632,6 +652,22 @@ export class Engine {
     this.opts.log(`conflict: ${local.path} changed elsewhere too; this device's version is kept as ${r.path}`);
     this.markLocal(local.localPath);
     this.markLocal(r.path);
+  }
+
+  /**
+   * When a symbolic link holds the place of a server change (links are not
+   * followed, nothing is written through one), the change waits until the
+   * link is gone, reported once per link. Answers whether it is so.
+   */
+  private async noteBlocked(localPath: string): Promise<boolean> {
+    const b = await linkInTheWay(this.folder.root, localPath);
+    if (!b) return false;
+    this.blocked.set(localPath.normalize('NFC'), b);
+    if (!this.reportedLinks.has(b.at)) {
+      this.reportedLinks.add(b.at);
+      this.opts.log(`${b.at} is a symbolic link, which is not followed: what the server has there is not synced to this device; move the link away to get it`);
+    }
+    return true;
   }
 
   private report(path: string, err: unknown): undefined {

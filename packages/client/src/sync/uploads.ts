@@ -12,6 +12,8 @@ const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 /** A file whose chunks must be on the server before its put is pushed. */
 export interface UploadJob {
   localPath: string;
+  /** The file's inode when it was hashed: a file replaced since is not read. */
+  ino: number;
   chunks: ChunkRef[];
 }
 
@@ -49,7 +51,7 @@ export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: 
   const files = new Map<UploadJob, ReturnType<LocalFolder['openRead']>>();
   const readChunk = async (job: UploadJob, c: ChunkRef): Promise<Buffer | undefined> => {
     let file = files.get(job);
-    if (!file) files.set(job, (file = folder.openRead(job.localPath)));
+    if (!file) files.set(job, (file = folder.openRead(job.localPath, job.ino)));
     try {
       return await (await file)?.read(c.offset, c.size);
     } finally {

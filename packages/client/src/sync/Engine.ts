@@ -1,5 +1,5 @@
 import {
-  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isKeepsyncError, isWithin, packManifest, unpackManifest,
+  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isKeepsyncError, isWithin, manifestSize, packManifest, unpackManifest,
   type ChunkRef, type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex, RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
@@ -490,6 +490,7 @@ export class Engine {
       const base = a.synced?.kind === 'file' && a.synced.manifest ? a.synced : undefined;
       const answer = await conn.request({ type: 'get-manifest', id: conn.id(), version: r.version, base: base?.version ?? 0 }, 'manifest');
       manifest = resolveManifest(answer.manifest, base);
+      if (manifestSize(manifest) !== r.size) throw new KeepsyncError('FRAME_INVALID', `the server sent a chunk list for ${r.path} that does not add up to its size`);
     }
     const localPath = a.local?.localPath ?? a.path;
     const expect = a.local ? expectOf(a.local) : { absent: true };

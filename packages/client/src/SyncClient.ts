@@ -31,6 +31,8 @@ const FATAL = new Set(['TOKEN_REVOKED', 'TOKEN_INVALID', 'FOLDER_UNKNOWN', 'PROT
  * `--once` stops with the error; a running sync reconnects, waiting longer each time.
  */
 const SERVER_FAULT = new Set(['FRAME_INVALID', 'FRAME_TOO_LARGE', 'CHUNK_HASH_MISMATCH']);
+/** A disk that cannot take more (this device's, or the server's content store): retried after a growing wait, on the same connection. */
+const WAIT_AND_RETRY = new Set(['LOCAL_WRITE_FAILED', 'STORAGE']);
 
 /**
  * Runs sync for a paired device: connects (reconnecting with exponential
@@ -181,7 +183,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         result = await engine.cycle(conn);
       } catch (err) {
         // Nothing a reconnect would fix (a full disk): wait longer each time, then try again.
-        if (opts.once || !isKeepsyncError(err) || err.code !== 'LOCAL_WRITE_FAILED') throw err;
+        if (opts.once || !isKeepsyncError(err) || !WAIT_AND_RETRY.has(err.code)) throw err;
         state.lastError = errorMessage(err);
         publish();
         log(`${errorMessage(err)}; retrying in ${Math.round(writeBackoff / 1000)} s`);

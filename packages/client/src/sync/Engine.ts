@@ -518,7 +518,7 @@ export class Engine {
     const puts = sorted.filter((a): a is Extract<Action, { kind: 'push-put' }> => a.kind === 'push-put');
     const ops = new Map<Action, Op>(puts.map((a) => [a, this.opOf(a)]));
     const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, ino: a.local.ino, chunks: chunksToOffer(a, ops.get(a)!) }]));
-    const uploaded = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
+    const { uploaded, refused } = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
     const ready: Action[] = [];
     for (const a of sorted) {
       if (a.kind === 'push-put') {
@@ -550,6 +550,8 @@ export class Engine {
       bytes += size;
     }
     await flush();
+    // The server could not store content: the rest went; the files wait here, unchanged, for a later try.
+    if (refused) throw refused;
   }
 
   private opOf(a: Action): Op {

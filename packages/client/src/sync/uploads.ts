@@ -1,5 +1,5 @@
 import {
-  MAX_HASHES_PER_REQUEST, packHashes, unpackHashes, type ChunkRef,
+  KeepsyncError, MAX_HASHES_PER_REQUEST, isKeepsyncError, packHashes, unpackHashes, type ChunkRef,
 } from '@keepsync/protocol';
 import type { LocalFolder } from '../folder/LocalFolder.js';
 import type { Connection } from '../transport/Connection.js';
@@ -21,9 +21,14 @@ export interface UploadJob {
  * Uploads the chunks the server lacks, pipelined within the connection's
  * window. Answers the jobs whose chunks all arrived; a job whose file could
  * not be read, or changed so that a chunk no longer matches, is left out.
+ * `refused` tells when the server could not store chunks (its storage
+ * failed): nothing to retry at once.
  * An interrupted upload resumes by asking again what is missing.
  */
-export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: LocalFolder, progress: Progress): Promise<Set<UploadJob>> {
+export async function uploadChunks(
+  jobs: UploadJob[], conn: Connection, folder: LocalFolder, progress: Progress,
+): Promise<{ uploaded: Set<UploadJob>; refused?: KeepsyncError }> {
+  let refused: KeepsyncError | undefined;
   const all = [...new Set(jobs.flatMap((j) => j.chunks.map((c) => c.hash)))];
   const missing = new Set<string>();
   for (let i = 0; i < all.length; i += MAX_HASHES_PER_REQUEST) {
@@ -100,11 +105,12 @@ export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: 
   const acks = jobs.map((job) =>
     Promise.all(jobAcks.get(job)!).then(
       () => undefined,
-      () => {
+      (err: unknown) => {
         ok.delete(job);
+        if (isKeepsyncError(err) && err.code === 'STORAGE') refused ??= err;
       },
     ),
   );
   await Promise.all(acks);
-  return ok;
+  return { uploaded: ok, refused };
 }

@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import ignoreFactory, { type Ignore } from 'ignore';
 import { linkInTheWay, openNoFollow, parentsAreFolders } from '../folder/noFollow.js';
-import { Chunker, DEFAULT_IGNORES, IGNORE_FILE, TEMP_PREFIX, tryParseRelPath, type ChunkedFile, type EntryKind, type RelPath } from '@keepsync/protocol';
+import { Chunker, DEFAULT_IGNORES, IGNORE_FILE, TEMP_PREFIX, parseRelPath, tryParseRelPath, type ChunkedFile, type EntryKind, type RelPath } from '@keepsync/protocol';
 
 /** A path as it is on this device's disk right now. */
 export interface LocalState {
@@ -28,6 +28,8 @@ export class Scanner {
   private ignore: Ignore = ignoreFactory().add([...DEFAULT_IGNORES]);
   /** Paths the walk skipped because another name maps to the same wire path. */
   readonly clashes: string[] = [];
+  /** Local paths the server cannot take (a backslash or a control character in a name, too long), with why. */
+  readonly unsyncable = new Map<string, string>();
   /** Temporary `.keepsync-*` files the walk passed (local paths): leftovers when no download runs. */
   readonly temps: string[] = [];
 
@@ -98,7 +100,16 @@ export class Scanner {
 
   private toState(localPath: string, st: fs.Stats): LocalState | undefined {
     const wire = tryParseRelPath(localPath);
-    if (!wire) return undefined;
+    if (!wire) {
+      if (!path.basename(localPath).startsWith(TEMP_PREFIX) && (st.isFile() || st.isDirectory())) {
+        try {
+          parseRelPath(localPath);
+        } catch (err) {
+          this.unsyncable.set(localPath, (err as Error).message);
+        }
+      }
+      return undefined;
+    }
     if (st.isDirectory()) {
       if (this.isIgnored(wire, true)) return undefined;
       return { path: wire, localPath, kind: 'dir', size: 0, mtime: 0, ino: st.ino, exec: false };

@@ -292,6 +292,14 @@ export class Engine {
       this.reportedClashes.add(c);
       this.opts.log(`${c} is not synced: its name and another in the same folder differ only in Unicode normalization; rename one of them`);
     }
+    for (const [p, why] of this.scanner.unsyncable) {
+      if (this.reportedClashes.has(p)) continue;
+      this.reportedClashes.add(p);
+      // Shown on one line whatever the name holds.
+      const shown = /[\u0000-\u001f\u007f]/.test(p) ? JSON.stringify(p) : p;
+      this.opts.log(`${shown} is not synced: the server does not take it (${why}); rename it`);
+    }
+    this.scanner.unsyncable.clear();
   }
 
   /** Hashes the files whose content the planner must know. */

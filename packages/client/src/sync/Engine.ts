@@ -310,6 +310,12 @@ export class Engine {
       try {
         l.content = await this.scanner.hash(l);
       } catch (err) {
+        if (isKeepsyncError(err) && err.code === 'CONFLICT') {
+          // Replaced since the scan (a save through a new file, a link swapped in): looked at again next cycle.
+          states.delete(p);
+          this.markLocal(l.localPath);
+          continue;
+        }
         // Unreadable (permissions, vanished): never treat it as deleted; leave it alone this cycle.
         this.opts.log(`cannot read ${p}: ${errorMessage(err)}; it is skipped until it can be read`);
         states.delete(p);

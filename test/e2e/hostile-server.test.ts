@@ -33,7 +33,7 @@ function feed(entries: unknown[], chunk?: (hash: string, id: number) => Answer |
       case 'list':
         return encode({ type: 'changes', id: msg.id, entries, seq: 1, more: false });
       case 'get-chunks':
-        return unpackHashes(msg.hashes).flatMap((h) => chunk?.(h, msg.id) ?? []);
+        return unpackHashes(msg.hashes).flatMap((h): Answer[] => [chunk?.(h, msg.id) ?? []].flat());
       case 'has-chunks':
         return { type: 'missing', id: msg.id, hashes: msg.hashes };
       case 'put-chunk':

@@ -586,7 +586,7 @@ describe('Jitter and reordering between devices (C2)', function () {
         const server = sorted(await serverTree(admin));
         const trees = devices.map((d) => sorted(hashes(d)));
         last = JSON.stringify({ server, devices: Object.fromEntries(devices.map((d, i) => [d.name, trees[i]])) });
-        return trees.every((t) => JSON.stringify(t) === JSON.stringify(server)) && new Map(server);
+        return trees.every((t) => JSON.stringify(t) === JSON.stringify(server)) ? new Map(server) : undefined;
       }, 60_000, 100).catch((err: Error) => {
         throw new Error(`${err.message}\n${last}\n${devices.map((d) => `${d.name}: ${d.live?.stderr.slice(-2000)}`).join('\n')}`);
       });

@@ -263,6 +263,10 @@ describe('Symbolic links on a device (D5)', function () {
       await settle(laptop, desktop);
       outside.assertNotOnServer(s.server.dataDir);
       assert.deepEqual(outside.snapshot(), before2, 'a file outside the synced folder changed');
+      // Not even the names of what lies outside reached the server.
+      const trash: Array<{ path: string }> = (await admin.request('GET', '/folders/Sync/trash')).body;
+      const seen = [...(await serverTree(admin)).keys(), ...trash.map((t) => t.path)];
+      assert.deepEqual(seen.filter((p) => /^a\/(secret\.txt|sub)/.test(p)), [], 'names from outside the folder reached the server');
       assert.deepEqual([...leftovers(laptop.dir), ...leftovers(desktop.dir), ...leftovers(outside.dir)], []);
       await log.assertNothingLost(admin);
     });

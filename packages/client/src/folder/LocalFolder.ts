@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { KeepsyncError, TEMP_PREFIX } from '@keepsync/protocol';
-import { openNoFollow, openedAt, parentsAreFolders, whereOpened } from './noFollow.js';
+import { linkInTheWay, openNoFollow, openedAt, parentsAreFolders, whereOpened } from './noFollow.js';
 
 /** What a path must still look like on disk before it may be replaced or removed. */
 export interface Expected {
@@ -95,7 +95,9 @@ export class LocalFolder {
    * way: under a symbolic link nothing matches, so nothing is written there.
    */
   async matches(localPath: string, exp: Expected): Promise<boolean> {
-    if (!(await parentsAreFolders(this.root, localPath))) return false;
+    // A missing parent is fine (the path is absent); a link on the way is not.
+    const slash = localPath.lastIndexOf('/');
+    if (slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash)))) return false;
     const st = await fsp.lstat(this.abs(localPath)).catch(() => undefined);
     if (exp.absent) return st === undefined;
     if (!st) return false;

@@ -125,14 +125,21 @@ export class Scanner {
   async walk(localDir?: string, out = new Map<RelPath, LocalState>()): Promise<{ states: Map<RelPath, LocalState>; unreadable: string[] }> {
     const unreadable: string[] = [];
     // A folder that is a symbolic link (or under one) now is not walked: links are not followed.
-    if (localDir !== undefined && !(await parentsAreFolders(this.root, `${localDir}/x`))) return { states: out, unreadable };
-    const stack: string[] = [localDir ?? ''];
+    const start = localDir === undefined ? undefined : await this.folderId(localDir);
+    if (localDir !== undefined && start === undefined) return { states: out, unreadable };
+    const stack: Array<{ dir: string; ino?: number }> = [{ dir: localDir ?? '', ino: start }];
     while (stack.length > 0) {
-      const dir = stack.pop()!;
+      const { dir, ino } = stack.pop()!;
       let names: fs.Dirent[];
       try {
         names = await fsp.readdir(dir ? this.abs(dir) : this.root, { withFileTypes: true });
       } catch {
+        unreadable.push(dir);
+        continue;
+      }
+      // Swapped for a link (or another folder) since it was seen: what was listed may lie
+      // outside the folder. It sits this walk out, as an unreadable folder does.
+      if (dir && (await this.folderId(dir)) !== ino) {
         unreadable.push(dir);
         continue;
       }
@@ -159,10 +166,17 @@ export class Scanner {
           continue;
         }
         out.set(state.path, state);
-        if (state.kind === 'dir') stack.push(rel);
+        if (state.kind === 'dir') stack.push({ dir: rel, ino: st.ino });
       }
     }
     return { states: out, unreadable };
+  }
+
+  /** The inode of a real folder reached through real folders only, or undefined. */
+  private async folderId(localDir: string): Promise<number | undefined> {
+    if (!(await parentsAreFolders(this.root, `${localDir}/x`))) return undefined;
+    const st = await fsp.lstat(this.abs(localDir)).catch(() => undefined);
+    return st?.isDirectory() ? st.ino : undefined;
   }
 
   /**

@@ -8,10 +8,11 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { generate } from 'selfsigned';
 import { CloseCode } from '@keepsync/protocol';
-import { TestDevice, TestServer, scenario, tempDir, type Scenario } from '../helpers/cluster.js';
+import { TestDevice, TestServer, forEachDatabase, scenario, tempDir, type Scenario } from '../helpers/cluster.js';
 import { databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { NetNamespace, Relay } from '../helpers/network.js';
 import { AdminClient, RawSocket, redeemPairing } from '../helpers/rawDevice.js';
+import { ContentLog, serverTree } from '../helpers/serverContent.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -547,5 +548,142 @@ describe('Transfer limits and trust (SQLite only: behaviour does not depend on t
     const bad = await up.run(['sync', '--once', '--max-upload', 'fast']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--max-upload must be bytes per second/);
+  });
+});
+
+describe('Jitter and reordering between devices (C2)', function () {
+  this.timeout(180_000);
+
+  forEachDatabase((kind) => {
+    let s: Scenario;
+    const relays: Relay[] = [];
+    afterEach(async () => {
+      for (const r of relays.splice(0)) await r.close();
+      await s?.cleanup();
+    });
+
+    /** A device reaching the server through its own relay on loopback: 10 ms plus up to `jitterMs` per piece, each way. */
+    async function jitteryDevice(name: string, jitterMs: number, seed: number): Promise<TestDevice> {
+      const relay = await Relay.listen('127.0.0.1', 10, { jitterMs, seed });
+      relay.target = s.server.port;
+      relays.push(relay);
+      const d = new TestDevice(name);
+      s.devices.push(d);
+      const link = new URL(await s.server.pairingLink());
+      link.host = `127.0.0.1:${relay.port}`;
+      const r = await d.pair(link.toString());
+      assert.equal(r.code, 0, r.stderr);
+      return d;
+    }
+
+    /** The device's folder as path → sha256 ('/' for folders), as serverTree reports the server's. */
+    const hashes = (d: TestDevice) => new Map([...d.tree()].map(([p, v]) => [p, v === '/' ? '/' : sha256(Buffer.from(v, 'base64'))]));
+
+    async function converged(admin: AdminClient, devices: TestDevice[], what: string): Promise<Map<string, string>> {
+      let last = '';
+      return waitFor(what, async () => {
+        const sorted = (t: Map<string, string>) => [...t].sort(([x], [y]) => (x < y ? -1 : 1));
+        const server = sorted(await serverTree(admin));
+        const trees = devices.map((d) => sorted(hashes(d)));
+        last = JSON.stringify({ server, devices: Object.fromEntries(devices.map((d, i) => [d.name, trees[i]])) });
+        return trees.every((t) => JSON.stringify(t) === JSON.stringify(server)) ? new Map(server) : undefined;
+      }, 60_000, 100).catch((err: Error) => {
+        throw new Error(`${err.message}\n${last}\n${devices.map((d) => `${d.name}: ${d.live?.stderr.slice(-2000)}`).join('\n')}`);
+      });
+    }
+
+    it('lets an edit made later but reaching the server first win, the earlier one a conflict copy everywhere', async () => {
+      s = await scenario(kind);
+      const admin = await AdminClient.login(s.server);
+      const log = new ContentLog();
+      const laptop = await jitteryDevice('laptop', 30, 11);
+      const desktop = await jitteryDevice('desktop', 30, 12);
+      laptop.write('doc.txt', log.add('doc.txt', 'doc v0'));
+      await laptop.syncOnce();
+      await desktop.syncOnce();
+      laptop.env = { KEEPSYNC_TRACE: '1' };
+      await laptop.start();
+      await desktop.start();
+
+      // The laptop's edit is made first, but its link holds it back...
+      const [laptopLink] = relays;
+      laptopLink.holdUp = true;
+      const lists = () => laptop.live!.stderr.split('\n').filter((l) => l.startsWith('> list ')).length;
+      const before = lists();
+      laptop.write('doc.txt', log.add('doc.txt', 'made first, on the laptop'));
+      await waitFor('the laptop to start a cycle for its edit', () => lists() > before && laptopLink.heldUp > 0);
+      // ...while the desktop's, made later, goes through.
+      desktop.write('doc.txt', log.add('doc.txt', 'made second, on the desktop'));
+      await waitFor('the desktop\'s edit on the server', async () => (await serverTree(admin)).get('doc.txt') === sha256(Buffer.from('made second, on the desktop')));
+      laptopLink.release();
+
+      const tree = await converged(admin, [laptop, desktop], 'both devices to settle');
+      assert.equal(tree.get('doc.txt'), sha256(Buffer.from('made second, on the desktop')));
+      const copies = [...tree.keys()].filter((p) => p !== 'doc.txt');
+      assert.equal(copies.length, 1, copies.join(', '));
+      assert.match(copies[0], /^doc \(conflict from laptop \d{4}-\d{2}-\d{2} \d{6}\)\.txt$/);
+      assert.equal(tree.get(copies[0]), sha256(Buffer.from('made first, on the laptop')));
+      await laptop.stop();
+      await desktop.stop();
+      await log.assertNothingLost(admin);
+    });
+
+    it('converges with one winner and every other concurrent edit kept as a conflict copy, losing nothing', async () => {
+      const seed = Number(process.env.KEEPSYNC_JITTER_SEED ?? 1);
+      s = await scenario(kind);
+      const admin = await AdminClient.login(s.server);
+      const log = new ContentLog();
+      // Different jitter on each link: what one device did first may reach the server last.
+      const devices = [await jitteryDevice('laptop', 150, seed), await jitteryDevice('desktop', 40, seed + 1), await jitteryDevice('phone', 90, seed + 2)];
+      const [laptop, desktop, phone] = devices;
+      laptop.write('shared.txt', log.add('shared.txt', 'shared v0'));
+      laptop.write('race.txt', log.add('race.txt', 'race v0'));
+      laptop.write('album/p0.txt', log.add('album/p0.txt', 'p0'));
+      for (const d of devices) await d.syncOnce();
+      for (const d of devices) await d.start();
+      await converged(admin, devices, 'the first state everywhere');
+
+      let conflictCopies = 0;
+      for (let round = 1; round <= 4; round++) {
+        // The same file edited on every device at once, each also adding its own file.
+        for (const d of devices) {
+          d.write('shared.txt', log.add('shared.txt', `shared, round ${round}, from ${d.name}`));
+          d.write(`${d.name}/r${round}.txt`, log.add(`${d.name}/r${round}.txt`, `${d.name} round ${round}`));
+        }
+        if (round === 2) {
+          // An edit racing a delete: the edit wins.
+          fs.rmSync(laptop.p('race.txt'));
+          desktop.write('race.txt', log.add('race.txt', 'race edited while deleted elsewhere'));
+        }
+        if (round === 3) {
+          // A folder renamed while another device adds to it.
+          fs.renameSync(phone.p('album'), phone.p('album-2024'));
+          laptop.write('album/p1.txt', log.add('album/p1.txt', 'added while renamed elsewhere'));
+        }
+        const tree = await converged(admin, devices, `round ${round} to settle`);
+        // One current content; every other edit of this round is a conflict copy beside it.
+        const copies = [...tree.keys()].filter((p) => p.startsWith('shared') && p !== 'shared.txt');
+        for (const p of copies) assert.match(p, /^shared \(conflict from (laptop|desktop|phone) \d{4}-\d{2}-\d{2} \d{6}\)(?: \d+)?\.txt$/);
+        conflictCopies = copies.length;
+        const contents = new Set([...tree].filter(([p]) => p === 'shared.txt' || copies.includes(p)).map(([, h]) => h));
+        for (const d of devices) {
+          const h = sha256(Buffer.from(`shared, round ${round}, from ${d.name}`));
+          const versions: Array<{ hash: string }> = (await admin.request('GET', '/folders/Sync/versions?path=shared.txt')).body;
+          assert.ok(contents.has(h) || versions.some((v) => v.hash === h), `round ${round}: ${d.name}'s edit is neither current, a version, nor a conflict copy`);
+        }
+      }
+      const tree = await converged(admin, devices, 'the end');
+      assert.equal(tree.get('race.txt'), sha256(Buffer.from('race edited while deleted elsewhere')));
+      assert.ok(tree.has('album-2024/p0.txt') || tree.has('album/p0.txt'));
+      assert.ok([...tree.keys()].some((p) => p.endsWith('/p1.txt')), 'the file added to a renamed folder is gone');
+      for (const d of devices) await d.stop();
+      // Modification times agree too (I2).
+      const mtimes = (d: TestDevice) => [...tree].filter(([, h]) => h !== '/').map(([p]) => `${p} ${Math.round(fs.statSync(d.p(p)).mtimeMs)}`);
+      for (const d of devices.slice(1)) assert.deepEqual(mtimes(d), mtimes(laptop), `${d.name}'s modification times differ from the laptop's`);
+      figures.c2ConflictCopies = conflictCopies;
+      for (const d of devices) assert.deepEqual((fs.readdirSync(d.dir, { recursive: true }) as string[]).filter((p) => path.basename(p).startsWith('.keepsync-')), []);
+      await log.assertNothingLost(admin);
+      assert.ok(relays.every((r) => r.counts.connections >= 1));
+    });
   });
 });

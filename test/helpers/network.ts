@@ -80,13 +80,22 @@ const RELAY_BUFFER = 1024 * 1024;
 
 /**
  * A TCP relay from `host:port` (port 0 picks one) to 127.0.0.1:`target`,
- * delaying every byte by `delayMs` each way. `blackhole` silently drops
- * everything both ways while keeping connections open; `cut` closes every
- * connection and refuses new ones until `restore`.
+ * delaying every byte by `delayMs` each way, plus up to `jitterMs` more for
+ * each piece read (random from `seed`; a piece never overtakes the one
+ * before it, as in TCP). `blackhole` silently drops everything both ways
+ * while keeping connections open; `cut` closes every connection and refuses
+ * new ones until `restore`.
  */
 export class Relay {
   target = 0;
   delayMs: number;
+  jitterMs = 0;
+  private random: () => number = Math.random;
+  /** While set, bytes toward the server wait in the relay (nothing is lost); `release` lets them go, in order. */
+  holdUp = false;
+  /** Bytes held by `holdUp` right now. */
+  heldUp = 0;
+  private readonly releasers = new Set<() => void>();
   blackhole = false;
   private refusing = false;
   readonly counts = { up: 0, down: 0, connections: 0 };
@@ -100,8 +109,12 @@ export class Relay {
     this.server = net.createServer((client) => this.accept(client));
   }
 
-  static async listen(host: string, delayMs: number): Promise<Relay> {
+  static async listen(host: string, delayMs: number, jitter?: { jitterMs: number; seed: number }): Promise<Relay> {
     const relay = new Relay(delayMs);
+    if (jitter) {
+      relay.jitterMs = jitter.jitterMs;
+      relay.random = seeded(jitter.seed);
+    }
     await new Promise<void>((resolve, reject) => {
       relay.server.once('error', reject);
       relay.server.listen(0, host, () => resolve());
@@ -142,26 +155,66 @@ export class Relay {
     const resumeIfRoom = () => {
       if (src.isPaused() && held < RELAY_BUFFER / 2 && dst.writableLength < RELAY_BUFFER) src.resume();
     };
+    // One queue per direction, due times never decreasing, emptied in order by one timer:
+    // timers of different lengths may fire out of the order they were set in.
+    type Piece = { buf?: Buffer; end?: true };
+    const queue: Array<Piece & { at: number }> = [];
+    let lastAt = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const deliver = (p: Piece) => {
+      if (p.end) {
+        if (!this.blackhole) dst.end();
+        return;
+      }
+      const buf = p.buf!;
+      held -= buf.length;
+      if (!this.blackhole && !dst.destroyed) {
+        this.counts[dir] += buf.length;
+        this.timeline[dir].push([Date.now(), this.counts[dir]]);
+        dst.write(buf);
+        if (dst.writableLength >= RELAY_BUFFER) src.pause();
+      }
+      resumeIfRoom();
+    };
+    const pump = () => {
+      timer = undefined;
+      while (queue.length > 0 && queue[0].at <= Date.now()) deliver(queue.shift()!);
+      if (queue.length > 0) timer = setTimeout(pump, queue[0].at - Date.now());
+    };
+    const send = (p: Piece) => {
+      lastAt = Math.max(lastAt, Date.now() + this.delayMs + Math.floor(this.random() * (this.jitterMs + 1)));
+      queue.push({ ...p, at: lastAt });
+      timer ??= setTimeout(pump, Math.max(0, queue[0].at - Date.now()));
+    };
+    // Held back by `holdUp` (toward the server only), sent in order on `release`.
+    const waiting: Piece[] = [];
+    const hold = (p: Piece) => {
+      if (dir !== 'up' || (!this.holdUp && waiting.length === 0)) return false;
+      waiting.push(p);
+      this.heldUp += p.buf?.length ?? 0;
+      return true;
+    };
+    const release = () => {
+      for (const p of waiting.splice(0)) {
+        this.heldUp -= p.buf?.length ?? 0;
+        send(p);
+      }
+    };
+    if (dir === 'up') {
+      this.releasers.add(release);
+      src.on('close', () => this.releasers.delete(release));
+    }
     src.on('data', (buf: Buffer) => {
       if (this.blackhole) return;
       held += buf.length;
       if (held > RELAY_BUFFER) src.pause();
-      // Equal delays fire in order, so the byte stream stays in order.
-      setTimeout(() => {
-        held -= buf.length;
-        if (!this.blackhole && !dst.destroyed) {
-          this.counts[dir] += buf.length;
-          this.timeline[dir].push([Date.now(), this.counts[dir]]);
-          dst.write(buf);
-          if (dst.writableLength >= RELAY_BUFFER) src.pause();
-        }
-        resumeIfRoom();
-      }, this.delayMs);
+      if (!hold({ buf })) send({ buf });
     });
     dst.on('drain', resumeIfRoom);
     // The end of the stream travels behind its last bytes.
     src.on('end', () => {
-      if (!this.blackhole) setTimeout(() => dst.end(), this.delayMs);
+      if (this.blackhole) return;
+      if (!hold({ end: true })) send({ end: true });
     });
   }
 
@@ -184,6 +237,12 @@ export class Relay {
     for (const s of this.sockets) s.destroy();
   }
 
+  /** Lets the bytes held by `holdUp` go, in order, and holds no more. */
+  release(): void {
+    this.holdUp = false;
+    for (const r of this.releasers) r();
+  }
+
   restore(): void {
     this.refusing = false;
     this.blackhole = false;
@@ -193,4 +252,16 @@ export class Relay {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/** A small seeded generator (mulberry32): numbers in [0, 1). */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }

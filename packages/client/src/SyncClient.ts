@@ -27,6 +27,13 @@ export interface SyncOptions {
 
 /** Errors after which retrying cannot help: stop and tell the user. */
 const FATAL = new Set(['TOKEN_REVOKED', 'TOKEN_INVALID', 'FOLDER_UNKNOWN', 'PROTOCOL_VERSION', 'FINGERPRINT_MISMATCH', 'FOLDER_ROOT_MISSING']);
+/**
+ * The server broke the protocol or sent content that is not what it named:
+ * `--once` stops with the error; a running sync reconnects, waiting longer each time.
+ */
+const SERVER_FAULT = new Set(['FRAME_INVALID', 'FRAME_TOO_LARGE', 'CHUNK_HASH_MISMATCH']);
+/** A disk that cannot take more (this device's, or the server's content store): retried after a growing wait, on the same connection. */
+const WAIT_AND_RETRY = new Set(['LOCAL_WRITE_FAILED', 'STORAGE']);
 
 /**
  * Runs sync for a paired device: connects (reconnecting with exponential
@@ -83,6 +90,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
       );
     }
     let backoff = 500;
+    let faultBackoff = 2_000;
     while (!opts.signal?.aborted) {
       let conn: Connection;
       try {
@@ -115,8 +123,13 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         if (conn.closeCode === CloseCode.TOKEN_REVOKED || (isKeepsyncError(err) && FATAL.has(err.code))) {
           throw conn.closeCode === CloseCode.TOKEN_REVOKED ? new KeepsyncError('TOKEN_REVOKED', 'this device was removed from the server; its files here are kept. To sync again, run "keepsync unpair", then "keepsync pair LINK --dir DIR" with a new link') : err;
         }
-        if (opts.once && !conn.closed) throw err;
+        const fault = isKeepsyncError(err) && SERVER_FAULT.has(err.code);
+        if (opts.once && (!conn.closed || fault)) throw err;
         log(`sync interrupted: ${errorMessage(err)}; reconnecting`);
+        if (fault) {
+          backoff = faultBackoff;
+          faultBackoff = Math.min(faultBackoff * 2, 60_000);
+        }
       } finally {
         conn.close();
         state.connected = false;
@@ -172,7 +185,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         result = await engine.cycle(conn);
       } catch (err) {
         // Nothing a reconnect would fix (a full disk): wait longer each time, then try again.
-        if (opts.once || !isKeepsyncError(err) || err.code !== 'LOCAL_WRITE_FAILED') throw err;
+        if (opts.once || !isKeepsyncError(err) || !WAIT_AND_RETRY.has(err.code)) throw err;
         state.lastError = errorMessage(err);
         publish();
         log(`${errorMessage(err)}; retrying in ${Math.round(writeBackoff / 1000)} s`);

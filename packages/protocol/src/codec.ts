@@ -1,7 +1,7 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { ProtocolError } from './errors.js';
 import { MAX_CHUNK_SIZE, MAX_CONTROL_FRAME, MAX_FRAME, MAX_HASHES_PER_REQUEST, MAX_OPS_PER_PUSH, MAX_VERSION_ID } from './limits.js';
-import { validateManifest } from './manifest.js';
+import { manifestSize, validateManifest } from './manifest.js';
 import type { ClientMessage, Entry, EntryKind, ManifestRef, Op, OpResult, ServerMessage } from './messages.js';
 import { parseRelPath, type RelPath } from './paths.js';
 
@@ -169,7 +169,10 @@ function entry(v: unknown): Entry {
     version: int(o, 'version'), size: int(o, 'size'), hash: hex64(o, 'hash', true), mtime: num(o, 'mtime'), exec: bool(o, 'exec'),
   };
   if (o.from !== undefined) e.from = path(o, 'from');
-  if (o.manifest !== undefined) e.manifest = validateManifest(o.manifest);
+  if (o.manifest !== undefined) {
+    e.manifest = validateManifest(o.manifest);
+    if (manifestSize(e.manifest) !== e.size) fail(`entry ${e.path}: its size ${e.size} is not what its chunks add up to`);
+  }
   return e;
 }
 

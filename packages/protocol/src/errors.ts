@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'USAGE'
   | 'UNAVAILABLE'
   | 'LOCAL_WRITE_FAILED'
+  | 'STORAGE'
   | 'INTERNAL';
 
 /** An error with a stable code and a one-line message that says what to do. */

@@ -3,7 +3,8 @@ import https from 'node:https';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { KEEPSYNC_VERSION, errorMessage } from '@keepsync/protocol';
+import path from 'node:path';
+import { KEEPSYNC_VERSION, KeepsyncError, errorMessage } from '@keepsync/protocol';
 import { resolveConfig, type ServerConfig } from './config.js';
 import { openDatabase } from './storage/db.js';
 import { FsContentStore } from './storage/FsContentStore.js';
@@ -21,6 +22,22 @@ import { AdminAuth } from './auth/AdminAuth.js';
 import { Settings } from './settings/Settings.js';
 import { writeServerState } from './settings/serverState.js';
 import { createApp } from './http/app.js';
+
+/**
+ * Refuses to start on a database that refers to content when the content
+ * store is missing or empty (a data directory restored without it, a disk
+ * not mounted): serving such an index would hand devices files that cannot
+ * be downloaded, and a fresh store would hide what happened.
+ */
+async function assertContentPresent(content: FsContentStore, store: KnexMaintenanceStore, dataDir: string): Promise<void> {
+  const refs = await store.chunkReferences();
+  if (refs === 0 || (await content.holdsChunks())) return;
+  const dir = path.join(dataDir, 'chunks');
+  throw new KeepsyncError(
+    'STORAGE',
+    `the content store ${dir} is missing or empty, but the database refers to ${refs} chunks; mount the disk that holds it or restore it from a backup, then start again`,
+  );
+}
 
 /** A running server. */
 export interface RunningServer {
@@ -51,7 +68,9 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
   const closers: Array<() => Promise<void> | void> = [() => db.destroy()];
   try {
     const store = new FsContentStore(cfg.dataDir);
-    await store.init();
+    await assertContentPresent(store, new KnexMaintenanceStore(db), cfg.dataDir);
+    const readOnly = await store.init();
+    if (readOnly) log(`warning: ${readOnly}`);
     const content = cfg.wrapContent ? cfg.wrapContent(store) : store;
     const meta = new KnexMetadataStore(db);
     await meta.ensureFolder('Sync', randomBytes(16).toString('hex'), clock());

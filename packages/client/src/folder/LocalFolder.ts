@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { KeepsyncError, TEMP_PREFIX } from '@keepsync/protocol';
+import { linkInTheWay, openNoFollow, openedAt, parentsAreFolders, whereOpened } from './noFollow.js';
 
 /** What a path must still look like on disk before it may be replaced or removed. */
 export interface Expected {
@@ -84,15 +85,21 @@ export class LocalFolder {
       cur = path.join(cur, part);
       const st = await fsp.lstat(cur).catch(() => undefined);
       if (st?.isDirectory()) continue;
-      if (st) throw new KeepsyncError('CONFLICT', `cannot write inside ${path.relative(this.root, cur)}: it is not a folder here`);
+      if (st) throw notAFolder(path.relative(this.root, cur).split(path.sep).join('/'));
       await fsp.mkdir(cur).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'EEXIST') throw err;
       });
     }
   }
 
-  /** True when the path on disk still matches `exp`. */
+  /**
+   * True when the path on disk still matches `exp`, with real folders on the
+   * way: under a symbolic link nothing matches, so nothing is written there.
+   */
   async matches(localPath: string, exp: Expected): Promise<boolean> {
+    // A missing parent is fine (the path is absent); a link on the way is not.
+    const slash = localPath.lastIndexOf('/');
+    if (slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash)))) return false;
     const st = await fsp.lstat(this.abs(localPath)).catch(() => undefined);
     if (exp.absent) return st === undefined;
     if (!st) return false;
@@ -119,6 +126,7 @@ export class LocalFolder {
    */
   async begin(localPath: string, name?: string): Promise<PendingWrite> {
     await this.ensureParents(localPath);
+    if (!(await parentsAreFolders(this.root, localPath))) throw notAFolder(path.posix.dirname(localPath));
     const target = this.abs(localPath);
     const tmp = this.tempPath(localPath, name ?? randomBytes(6).toString('hex'));
     const fh = await fsp.open(tmp, 'wx', 0o644).catch(async (err: NodeJS.ErrnoException) => {
@@ -132,6 +140,15 @@ export class LocalFolder {
       await this.ensureParents(localPath);
       return fsp.open(tmp, 'wx', 0o644);
     });
+    // A folder on the way swapped for a link since it was checked: write nothing
+    // there, and take the empty file back from wherever it was created.
+    if (!(await parentsAreFolders(this.root, localPath)) || !(await openedAt(fh, this.root, path.relative(this.root, tmp).split(path.sep).join('/')))) {
+      const where = await whereOpened(fh);
+      await fh.close();
+      this.knownDirs.clear();
+      await fsp.rm(where !== undefined && path.basename(where) === path.basename(tmp) ? where : tmp, { force: true });
+      throw notAFolder(path.posix.dirname(localPath));
+    }
     this.knownDirs.add(path.posix.dirname(localPath));
     return { fh, tmp, target };
   }
@@ -189,12 +206,16 @@ export class LocalFolder {
     }
   }
 
+  /** Creates a folder; throws when a file or a symbolic link holds its name, or one is on its way. */
   async mkdir(localPath: string): Promise<fs.Stats> {
     await this.ensureParents(localPath);
+    if (!(await parentsAreFolders(this.root, localPath))) throw notAFolder(path.posix.dirname(localPath));
     await fsp.mkdir(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST') throw err;
     });
-    return fsp.lstat(this.abs(localPath));
+    const st = await fsp.lstat(this.abs(localPath));
+    if (!st.isDirectory()) throw notAFolder(localPath);
+    return st;
   }
 
   /** Sets a file's modification time if it still matches `exp`; answers its new stat. */
@@ -216,6 +237,7 @@ export class LocalFolder {
 
   /** Removes a folder only when it is empty (its contents were handled first). */
   async removeDir(localPath: string): Promise<boolean> {
+    if (!(await parentsAreFolders(this.root, localPath))) return false;
     try {
       await fsp.rmdir(this.abs(localPath));
       this.knownDirs.delete(localPath);
@@ -240,7 +262,7 @@ export class LocalFolder {
   async read(localPath: string, offset: number, size: number): Promise<Buffer | undefined> {
     let fh: fsp.FileHandle | undefined;
     try {
-      fh = await fsp.open(this.abs(localPath), 'r');
+      fh = await openNoFollow(this.root, localPath);
       const buf = Buffer.allocUnsafe(size);
       const { bytesRead } = await fh.read(buf, 0, size, offset);
       return bytesRead === size ? buf : undefined;
@@ -253,10 +275,11 @@ export class LocalFolder {
 
   /**
    * Opens a file for reading pieces of it with one handle (uploads of large
-   * files). `read` answers undefined when the piece cannot be read whole.
+   * files), only if it is still the file `ino` (never through a link). `read`
+   * answers undefined when the piece cannot be read whole.
    */
-  async openRead(localPath: string): Promise<{ read(offset: number, size: number): Promise<Buffer | undefined>; close(): Promise<void> } | undefined> {
-    const fh = await fsp.open(this.abs(localPath), 'r').catch(() => undefined);
+  async openRead(localPath: string, ino: number): Promise<{ read(offset: number, size: number): Promise<Buffer | undefined>; close(): Promise<void> } | undefined> {
+    const fh = await openNoFollow(this.root, localPath, ino).catch(() => undefined);
     if (!fh) return undefined;
     return {
       read: async (offset, size) => {
@@ -270,7 +293,7 @@ export class LocalFolder {
 
   /** Removes one `.keepsync-*` leftover (nothing else). */
   async removeTemp(localPath: string): Promise<void> {
-    if (path.basename(localPath).startsWith(TEMP_PREFIX)) await fsp.rm(this.abs(localPath), { force: true });
+    if (path.basename(localPath).startsWith(TEMP_PREFIX) && (await parentsAreFolders(this.root, localPath))) await fsp.rm(this.abs(localPath), { force: true });
   }
 
   /**
@@ -309,4 +332,8 @@ export class LocalFolder {
 async function afterRename(target: string, before: fs.Stats): Promise<fs.Stats> {
   const after = await fsp.lstat(target).catch(() => undefined);
   return after && after.ino === before.ino && after.size === before.size && after.mtimeMs === before.mtimeMs ? after : before;
+}
+
+function notAFolder(localDir: string): KeepsyncError {
+  return new KeepsyncError('CONFLICT', `cannot write inside ${localDir}: it is not a folder here (a symbolic link or a file); links are not followed`);
 }

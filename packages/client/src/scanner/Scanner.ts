@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import ignoreFactory, { type Ignore } from 'ignore';
-import { Chunker, DEFAULT_IGNORES, IGNORE_FILE, TEMP_PREFIX, tryParseRelPath, type ChunkRef, type ChunkedFile, type EntryKind, type RelPath } from '@keepsync/protocol';
+import { linkInTheWay, openNoFollow, parentsAreFolders } from '../folder/noFollow.js';
+import { Chunker, DEFAULT_IGNORES, IGNORE_FILE, TEMP_PREFIX, parseRelPath, tryParseRelPath, type ChunkRef, type ChunkedFile, type EntryKind, type RelPath } from '@keepsync/protocol';
 
 /** A path as it is on this device's disk right now. */
 export interface LocalState {
@@ -34,6 +35,8 @@ export class Scanner {
   private ignore: Ignore = ignoreFactory().add([...DEFAULT_IGNORES]);
   /** Paths the walk skipped because another name maps to the same wire path. */
   readonly clashes: string[] = [];
+  /** Local paths the server cannot take (a backslash or a control character in a name, too long), with why. */
+  readonly unsyncable = new Map<string, string>();
   /** Temporary `.keepsync-*` files the walk passed (local paths): leftovers when no download runs. */
   readonly temps: string[] = [];
 
@@ -65,9 +68,12 @@ export class Scanner {
    * file/folder. A wire path (NFC) finds a file whose name on disk is in
    * another Unicode normalization; a name that is not the NFC one while the
    * NFC one exists too is a clash and answers undefined. Throws when the
-   * path cannot be looked at (permissions): that is not an absence.
+   * path cannot be looked at (permissions): that is not an absence. A path
+   * under a symbolic link is absent: links are not followed.
    */
   async stat(localPath: string): Promise<LocalState | undefined> {
+    const slash = localPath.lastIndexOf('/');
+    if (slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash)))) return undefined;
     const st = await fsp.lstat(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
       throw err;
@@ -101,7 +107,16 @@ export class Scanner {
 
   private toState(localPath: string, st: fs.Stats): LocalState | undefined {
     const wire = tryParseRelPath(localPath);
-    if (!wire) return undefined;
+    if (!wire) {
+      if (!path.basename(localPath).startsWith(TEMP_PREFIX) && (st.isFile() || st.isDirectory())) {
+        try {
+          parseRelPath(localPath);
+        } catch (err) {
+          this.unsyncable.set(localPath, (err as Error).message);
+        }
+      }
+      return undefined;
+    }
     if (st.isDirectory()) {
       if (this.isIgnored(wire, true)) return undefined;
       return { path: wire, localPath, kind: 'dir', size: 0, mtime: 0, ino: st.ino, exec: false };
@@ -116,13 +131,22 @@ export class Scanner {
    */
   async walk(localDir?: string, out = new Map<RelPath, LocalState>()): Promise<{ states: Map<RelPath, LocalState>; unreadable: string[] }> {
     const unreadable: string[] = [];
-    const stack: string[] = [localDir ?? ''];
+    // A folder that is a symbolic link (or under one) now is not walked: links are not followed.
+    const start = localDir === undefined ? undefined : await this.folderId(localDir);
+    if (localDir !== undefined && start === undefined) return { states: out, unreadable };
+    const stack: Array<{ dir: string; ino?: number }> = [{ dir: localDir ?? '', ino: start }];
     while (stack.length > 0) {
-      const dir = stack.pop()!;
+      const { dir, ino } = stack.pop()!;
       let names: fs.Dirent[];
       try {
         names = await fsp.readdir(dir ? this.abs(dir) : this.root, { withFileTypes: true });
       } catch {
+        unreadable.push(dir);
+        continue;
+      }
+      // Swapped for a link (or another folder) since it was seen: what was listed may lie
+      // outside the folder. It sits this walk out, as an unreadable folder does.
+      if (dir && (await this.folderId(dir)) !== ino) {
         unreadable.push(dir);
         continue;
       }
@@ -149,26 +173,35 @@ export class Scanner {
           continue;
         }
         out.set(state.path, state);
-        if (state.kind === 'dir') stack.push(rel);
+        if (state.kind === 'dir') stack.push({ dir: rel, ino: st.ino });
       }
     }
     return { states: out, unreadable };
   }
 
+  /** The inode of a real folder reached through real folders only, or undefined. */
+  private async folderId(localDir: string): Promise<number | undefined> {
+    if (!(await parentsAreFolders(this.root, `${localDir}/x`))) return undefined;
+    const st = await fsp.lstat(this.abs(localDir)).catch(() => undefined);
+    return st?.isDirectory() ? st.ino : undefined;
+  }
+
   /**
-   * Hashes a file into chunks, streaming. Throws when it cannot be read.
-   * A file that fits in one read of at most `keepUpTo` bytes comes back with
-   * its bytes, so that an upload need not read it again. `onChunk`, when
-   * given, is told of each chunk as it is found; the next read waits for it.
+   * Hashes a file into chunks, streaming. Throws when it cannot be read, or
+   * when it is no longer the file `local` saw (its inode), which a link
+   * swapped in on its path would be. A file that fits in one read of at most
+   * `keepUpTo` bytes comes back with its bytes, so that an upload need not
+   * read it again. `onChunk`, when given, is told of each chunk as it is
+   * found; the next read waits for it.
    */
   async hash(
-    localPath: string,
-    expectedSize: number,
+    local: { localPath: string; size: number; ino: number },
     signal?: AbortSignal,
     keepUpTo = 0,
     onChunk?: (chunk: ChunkRef) => Promise<void>,
   ): Promise<HashedFile> {
-    const fh = await fsp.open(this.abs(localPath), 'r');
+    const fh = await openNoFollow(this.root, local.localPath, local.ino);
+    const expectedSize = local.size;
     try {
       const found: ChunkRef[] = [];
       const chunker = new Chunker(expectedSize, onChunk && ((chunk) => found.push(chunk)));

@@ -1,5 +1,5 @@
 import {
-  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isKeepsyncError, isWithin, packManifest, unpackManifest,
+  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isKeepsyncError, isWithin, manifestSize, packManifest, unpackManifest,
   type ChunkRef, type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex, RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
@@ -10,6 +10,7 @@ import { Progress } from '../progress.js';
 import { needsHash, plan, sameStat, structureOp, type Action, type LocalView, type PathStates } from './planner.js';
 import { PartialDownloads, downloadFiles, parallel, type DownloadJob } from './transfers.js';
 import { EagerUpload, uploadChunks, type UploadJob } from './uploads.js';
+import { linkInTheWay } from '../folder/noFollow.js';
 
 /** Most bytes of ops in one push frame, well under the control frame limit. */
 const PUSH_BYTES = 512 * 1024;
@@ -70,6 +71,9 @@ export class Engine {
   private fullScan = true;
   /** Paths whose last push failed, with the stat that failed, to avoid hot loops. */
   private readonly failing = new Map<string, string>();
+  /** Server changes that cannot be written here because a symbolic link holds their place: path → the link. */
+  private readonly blocked = new Map<string, { at: string; id: string }>();
+  private readonly reportedLinks = new Set<string>();
   private readonly downloaded: SyncedRecord[] = [];
   /** Folders this device removed itself in the last seconds, for wasFolder. */
   private readonly removedFolders = new Map<string, number>();
@@ -325,6 +329,14 @@ export class Engine {
       this.reportedClashes.add(c);
       this.opts.log(`${c} is not synced: its name and another in the same folder differ only in Unicode normalization; rename one of them`);
     }
+    for (const [p, why] of this.scanner.unsyncable) {
+      if (this.reportedClashes.has(p)) continue;
+      this.reportedClashes.add(p);
+      // Shown on one line whatever the name holds.
+      const shown = /[\u0000-\u001f\u007f]/.test(p) ? JSON.stringify(p) : p;
+      this.opts.log(`${shown} is not synced: the server does not take it (${why}); rename it`);
+    }
+    this.scanner.unsyncable.clear();
   }
 
   /**
@@ -338,13 +350,19 @@ export class Engine {
     const hashOne = async ([p, st]: [RelPath, PathStates], eager?: EagerUpload) => {
       const l = st.local as LocalView;
       try {
-        const { data, ...content } = await this.scanner.hash(l.localPath, l.size, undefined, kept < HELD_BYTES ? HELD_FILE_BYTES : 0, eager?.add);
+        const { data, ...content } = await this.scanner.hash(l, undefined, kept < HELD_BYTES ? HELD_FILE_BYTES : 0, eager?.add);
         l.content = content;
         if (data && kept < HELD_BYTES) {
           this.held.set(l.localPath, data);
           kept += data.byteLength;
         }
       } catch (err) {
+        if (isKeepsyncError(err) && err.code === 'CONFLICT') {
+          // Replaced since the scan (a save through a new file, a link swapped in): looked at again next cycle.
+          states.delete(p);
+          this.markLocal(l.localPath);
+          return;
+        }
         // Unreadable (permissions, vanished): never treat it as deleted; leave it alone this cycle.
         this.opts.log(`cannot read ${p}: ${errorMessage(err)}; it is skipped until it can be read`);
         states.delete(p);
@@ -361,7 +379,7 @@ export class Engine {
       for (const item of large) {
         const [, st] = item;
         const known = st.synced?.manifest ? new Set(unpackManifest(st.synced.manifest).map((c) => c.hash)) : undefined;
-        const eager = st.local!.size >= EAGER_UPLOAD_BYTES ? new EagerUpload(conn, this.folder, st.local!.localPath, this.progress, known) : undefined;
+        const eager = st.local!.size >= EAGER_UPLOAD_BYTES ? new EagerUpload(conn, this.folder, st.local!.localPath, st.local!.ino, this.progress, known) : undefined;
         await hashOne(item, eager);
         await eager?.finish();
         if (eager) this.progress.fileUp();
@@ -412,6 +430,13 @@ export class Engine {
     phase('hash');
     this.learnCtimes(states);
     const skip = new Set<string>();
+    for (const p of states.keys()) {
+      const b = this.blocked.get(p);
+      if (!b) continue;
+      const now = await linkInTheWay(this.folder.root, b.at);
+      if (now?.at === b.at && now.id === b.id) skip.add(p);
+      else this.blocked.delete(p);
+    }
     for (const [p, st] of states) {
       const f = this.failing.get(p);
       if (f !== undefined && f === statKey(st.local)) skip.add(p);
@@ -487,7 +512,7 @@ export class Engine {
           break;
         }
         case 'mkdir-local': {
-          const st = await this.folder.mkdir(a.path).catch((err) => this.report(a.path, err));
+          const st = await this.folder.mkdir(a.path).catch(async (err) => (await this.noteBlocked(a.path)) ? undefined : this.report(a.path, err));
           if (st) this.index.putSynced(syncedFromRemote(a.remote, st.ino, 0));
           break;
         }
@@ -518,11 +543,20 @@ export class Engine {
       }
     }
     if (downloads.length > 0) {
+      const failed: DownloadJob[] = [];
+      for (const d of downloads) {
+        const onDone = d.onDone;
+        d.onDone = (res) => {
+          if (!res) failed.push(d);
+          onDone(res);
+        };
+      }
       try {
         await downloadFiles(downloads, conn, this.index, this.folder, this.progress, this.partials);
       } finally {
         this.flushDownloaded();
       }
+      for (const d of failed) await this.noteBlocked(d.localPath);
     }
     // Deepest first, so folders are empty when their turn comes.
     deletes.sort((x, y) => (x.path < y.path ? 1 : x.path > y.path ? -1 : 0));
@@ -574,6 +608,7 @@ export class Engine {
       const base = a.synced?.kind === 'file' && a.synced.manifest ? a.synced : undefined;
       const answer = await conn.request({ type: 'get-manifest', id: conn.id(), version: r.version, base: base?.version ?? 0 }, 'manifest');
       manifest = resolveManifest(answer.manifest, base);
+      if (manifestSize(manifest) !== r.size) throw new KeepsyncError('FRAME_INVALID', `the server sent a chunk list for ${r.path} that does not add up to its size`);
     }
     const localPath = a.local?.localPath ?? a.path;
     const expect = a.local ? expectOf(a.local) : { absent: true };
@@ -601,8 +636,8 @@ export class Engine {
     // Upload the content of puts first; a put whose chunks did not all arrive waits for the next cycle.
     const puts = sorted.filter((a): a is Extract<Action, { kind: 'push-put' }> => a.kind === 'push-put');
     const ops = new Map<Action, Op>(puts.map((a) => [a, this.opOf(a)]));
-    const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, chunks: chunksToOffer(a, ops.get(a)!), data: this.held.get(a.local.localPath) }]));
-    const uploaded = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
+    const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, ino: a.local.ino, chunks: chunksToOffer(a, ops.get(a)!), data: this.held.get(a.local.localPath) }]));
+    const { uploaded, refused } = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
     phase('upload chunks');
     const changed = new Set<Action>();
     await parallel(puts, RECHECK_PARALLEL, async (a) => {
@@ -639,6 +674,8 @@ export class Engine {
       bytes += size;
     }
     await flush();
+    // The server could not store content: the rest went; the files wait here, unchanged, for a later try.
+    if (refused) throw refused;
   }
 
   private opOf(a: Action): Op {
@@ -747,6 +784,22 @@ export class Engine {
     this.opts.log(`conflict: ${local.path} changed elsewhere too; this device's version is kept as ${r.path}`);
     this.markLocal(local.localPath);
     this.markLocal(r.path);
+  }
+
+  /**
+   * When a symbolic link holds the place of a server change (links are not
+   * followed, nothing is written through one), the change waits until the
+   * link is gone, reported once per link. Answers whether it is so.
+   */
+  private async noteBlocked(localPath: string): Promise<boolean> {
+    const b = await linkInTheWay(this.folder.root, localPath);
+    if (!b) return false;
+    this.blocked.set(localPath.normalize('NFC'), b);
+    if (!this.reportedLinks.has(b.at)) {
+      this.reportedLinks.add(b.at);
+      this.opts.log(`${b.at} is a symbolic link, which is not followed: what the server has there is not synced to this device; move the link away to get it`);
+    }
+    return true;
   }
 
   private report(path: string, err: unknown): undefined {

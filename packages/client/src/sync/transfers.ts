@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { KeepsyncError, TEMP_PREFIX, errorMessage, sha256Hex, unpackManifest, type Manifest, type RelPath } from '@keepsync/protocol';
+import { KeepsyncError, TEMP_PREFIX, errorMessage, isKeepsyncError, sha256Hex, unpackManifest, type Manifest, type RelPath } from '@keepsync/protocol';
 import type { LocalIndex } from '../index/LocalIndex.js';
 import type { LocalFolder, PendingWrite, Expected } from '../folder/LocalFolder.js';
 import type { Connection } from '../transport/Connection.js';
@@ -175,6 +175,8 @@ export async function downloadFiles(
 
   let lost: unknown;
   let writeError: { path: string; err: unknown } | undefined;
+  /** Content from the server that is not what it named: a damaged or hostile server, never written. */
+  let badContent: string | undefined;
   const failedWrite = (i: number, err: unknown) => {
     // The disk's trouble is reported; anything else (the target's place taken meanwhile) is retried quietly.
     if (DISK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) writeError ??= { path: jobs[i].path, err };
@@ -199,13 +201,15 @@ export async function downloadFiles(
         if (st) partials.keep(job.localPath, st);
         return;
       }
-      failedWrite(i, err);
+      if (isKeepsyncError(err) && err.code === 'CHUNK_HASH_MISMATCH') badContent ??= job.path;
+      else failedWrite(i, err);
       failed = true;
     } finally {
       for (const c of pieces[i].slice(st?.pieces ?? 0)) if (c.occ >= 0) fetcher.release(c.occ);
     }
     if (!st) return job.onDone(undefined);
     if (failed || st.h.digest('hex') !== job.hash) {
+      if (!failed) badContent ??= job.path;
       await folder.abort(st.w);
       job.onDone(undefined);
       return;
@@ -224,6 +228,12 @@ export async function downloadFiles(
     fetcher.stop();
   }
   if (lost !== undefined) throw lost instanceof Error ? lost : new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
+  if (badContent !== undefined) {
+    throw new KeepsyncError(
+      'CHUNK_HASH_MISMATCH',
+      `the server sent content for ${badContent} that does not match its hash; nothing was written. Its storage may be damaged: run "keepsync server verify" on the server`,
+    );
+  }
   if (writeError) {
     throw new KeepsyncError('LOCAL_WRITE_FAILED', `cannot write ${writeError.path}: ${describeWriteError(writeError.err)}; it is downloaded again on the next try`);
   }

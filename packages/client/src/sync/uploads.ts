@@ -1,5 +1,5 @@
 import {
-  MAX_HASHES_PER_REQUEST, packHashes, unpackHashes, type ChunkRef,
+  KeepsyncError, MAX_HASHES_PER_REQUEST, isKeepsyncError, packHashes, unpackHashes, type ChunkRef,
 } from '@keepsync/protocol';
 import type { LocalFolder } from '../folder/LocalFolder.js';
 import type { Connection } from '../transport/Connection.js';
@@ -12,6 +12,8 @@ const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 /** A file whose chunks must be on the server before its put is pushed. */
 export interface UploadJob {
   localPath: string;
+  /** The file's inode when it was hashed: a file replaced since is not read. */
+  ino: number;
   chunks: ChunkRef[];
   /** The file's bytes when they were kept from hashing (the chunks are cut from them). */
   data?: Buffer;
@@ -21,9 +23,14 @@ export interface UploadJob {
  * Uploads the chunks the server lacks, pipelined within the connection's
  * window. Answers the jobs whose chunks all arrived; a job whose file could
  * not be read, or changed so that a chunk no longer matches, is left out.
+ * `refused` tells when the server could not store chunks (its storage
+ * failed): nothing to retry at once.
  * An interrupted upload resumes by asking again what is missing.
  */
-export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: LocalFolder, progress: Progress): Promise<Set<UploadJob>> {
+export async function uploadChunks(
+  jobs: UploadJob[], conn: Connection, folder: LocalFolder, progress: Progress,
+): Promise<{ uploaded: Set<UploadJob>; refused?: KeepsyncError }> {
+  let refused: KeepsyncError | undefined;
   const all = [...new Set(jobs.flatMap((j) => j.chunks.map((c) => c.hash)))];
   const missing = new Set<string>();
   for (let i = 0; i < all.length; i += MAX_HASHES_PER_REQUEST) {
@@ -52,7 +59,7 @@ export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: 
   const readChunk = async (job: UploadJob, c: ChunkRef): Promise<Buffer | undefined> => {
     if (job.data) return job.data.subarray(c.offset, c.offset + c.size);
     let file = files.get(job);
-    if (!file) files.set(job, (file = folder.openRead(job.localPath)));
+    if (!file) files.set(job, (file = folder.openRead(job.localPath, job.ino)));
     try {
       return await (await file)?.read(c.offset, c.size);
     } finally {
@@ -101,13 +108,14 @@ export async function uploadChunks(jobs: UploadJob[], conn: Connection, folder: 
   const acks = jobs.map((job) =>
     Promise.all(jobAcks.get(job)!).then(
       () => undefined,
-      () => {
+      (err: unknown) => {
         ok.delete(job);
+        if (isKeepsyncError(err) && err.code === 'STORAGE') refused ??= err;
       },
     ),
   );
   await Promise.all(acks);
-  return ok;
+  return { uploaded: ok, refused };
 }
 
 /** Chunks gathered before the server is asked which of them it lacks. */
@@ -146,6 +154,8 @@ export class EagerUpload {
     private readonly conn: Connection,
     private readonly folder: LocalFolder,
     private readonly localPath: string,
+    /** The file's inode when it was looked at: a file replaced since is not read. */
+    private readonly ino: number,
     private readonly progress: Progress,
     /** Chunks known to be on the server (those of the version last synced): not asked about. */
     private readonly known: ReadonlySet<string> = new Set(),
@@ -181,7 +191,7 @@ export class EagerUpload {
 
   /** Sends the missing chunks of the batches asked about, in order, with one file handle. */
   private async sendAll(): Promise<void> {
-    const file = await this.folder.openRead(this.localPath);
+    const file = await this.folder.openRead(this.localPath, this.ino);
     try {
       for (;;) {
         const next = this.asked.shift();

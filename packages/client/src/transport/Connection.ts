@@ -55,6 +55,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private readonly watchdog: NodeJS.Timeout;
   closed = false;
   closeCode = 0;
+  /** Set when the server broke the WebSocket protocol (an oversized or malformed frame): the reason the connection ends. */
+  private violation: KeepsyncError | undefined;
 
   private constructor(
     private readonly ws: WebSocket,
@@ -71,7 +73,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     ws.on('pong', () => (this.lastHeard = Date.now()));
     ws.on('ping', () => (this.lastHeard = Date.now()));
     ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
-    ws.on('error', () => {});
+    // ws reports a frame it refuses to read (too large, bad opcode, bad masking) as an error, then closes.
+    ws.on('error', (err: Error & { code?: string }) => {
+      if (err.code?.startsWith('WS_ERR_')) this.violation ??= violationOf(err);
+    });
     // A link that silently drops everything (sleeping router, lost Wi-Fi) is cut after DEAD_PEER_MS.
     this.watchdog = setInterval(() => {
       const now = Date.now();
@@ -111,7 +116,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         ws.terminate();
         reject(err);
       };
-      ws.once('error', (err) => fail(err instanceof KeepsyncError ? err : networkError(url.toString(), err)));
+      ws.once('error', (err: Error & { code?: string }) => fail(err instanceof KeepsyncError ? err : err.code?.startsWith('WS_ERR_') ? violationOf(err) : networkError(url.toString(), err)));
       ws.once('close', (code, reason) => fail(closeError(code, reason.toString())));
       ws.once('open', () => {
         ws.send(encodeMessage({
@@ -172,7 +177,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.closed = true;
     this.closeCode = code;
     clearInterval(this.watchdog);
-    this.failAll(closeError(code, reason));
+    this.failAll(this.violation ?? closeError(code, reason));
     this.emit('close', code, reason);
   }
 
@@ -272,6 +277,12 @@ function traceOf(msg: ClientMessage | ServerMessage): string {
   const id = 'id' in msg ? msg.id : '';
   if (msg.type === 'chunk-data' || msg.type === 'put-chunk') return `${id} ${Buffer.from(msg.hash).toString('hex')} ${msg.data.byteLength}`;
   return String(id);
+}
+
+/** A frame the server sent that breaks the WebSocket protocol. */
+function violationOf(err: Error & { code?: string }): KeepsyncError {
+  const what = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'a frame too large' : 'a malformed frame';
+  return new KeepsyncError('FRAME_INVALID', `the server sent an invalid frame: ${what} (${err.message}); is it a Keepsync server of the same version?`);
 }
 
 /** Turns a close code into the error a user should see. */

@@ -60,12 +60,38 @@ export class FsContentStore implements ContentStore {
     this.root = path.join(dataDir, 'chunks');
   }
 
-  async init(): Promise<void> {
-    await fs.mkdir(path.join(this.root, 'tmp'), { recursive: true });
-    // Leftovers of a crash mid-put are never referenced: remove them.
-    for (const name of await fs.readdir(path.join(this.root, 'tmp'))) {
-      await fs.rm(path.join(this.root, 'tmp', name), { force: true });
+  /**
+   * Prepares the store. A store that cannot be written (a read-only disk)
+   * still serves what it holds: answers why it cannot be written, for the
+   * log; puts then fail with STORAGE.
+   */
+  async init(): Promise<string | undefined> {
+    try {
+      await fs.mkdir(path.join(this.root, 'tmp'), { recursive: true });
+      // Leftovers of a crash mid-put are never referenced: remove them.
+      for (const name of await fs.readdir(path.join(this.root, 'tmp'))) {
+        await fs.rm(path.join(this.root, 'tmp', name), { force: true });
+      }
+      // Can a chunk be written at all? (A read-only mount or a full disk says so only here.)
+      const probe = path.join(this.root, 'tmp', `probe.${randomBytes(6).toString('hex')}`);
+      await fs.writeFile(probe, '');
+      await fs.rm(probe);
+      return undefined;
+    } catch (err) {
+      if (!isStorageFault(err)) throw err;
+      return storageError(this.root, err).message;
     }
+  }
+
+  /** True when at least one chunk file is there: false for a store that is missing or empty (an unmounted disk). */
+  async holdsChunks(): Promise<boolean> {
+    const prefixes = await fs.readdir(this.root).catch(() => [] as string[]);
+    for (const prefix of prefixes) {
+      if (prefix.length !== 2) continue;
+      const names = await fs.readdir(path.join(this.root, prefix)).catch(() => [] as string[]);
+      if (names.some((n) => HEX64.test(n))) return true;
+    }
+    return false;
   }
 
   private fileOf(hash: string): string {
@@ -88,7 +114,7 @@ export class FsContentStore implements ContentStore {
       throw new KeepsyncError('CHUNK_HASH_MISMATCH', 'chunk content does not match its hash');
     }
     const file = this.fileOf(hash);
-    await this.use(hash, async () => {
+    await this.storing(() => this.use(hash, async () => {
       if (this.settling.has(hash)) return;
       if (existsSync(file) && (await this.touch(file))) return;
       // Bounded: a device that uploads faster than the disk syncs waits here.
@@ -113,7 +139,16 @@ export class FsContentStore implements ContentStore {
         },
       );
       this.settling.set(hash, tracked);
-    });
+    }));
+  }
+
+  /** Runs a write, reporting a disk that refuses it as STORAGE (devices keep their files and retry). */
+  private async storing<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw isStorageFault(err) ? storageError(this.root, err) : err;
+    }
   }
 
   /** Resolves once the chunk in `tmp` is durable under its name `file`. */
@@ -215,14 +250,16 @@ export class FsContentStore implements ContentStore {
   }
 
   async flush(): Promise<void> {
-    if (this.waiting.length > 0) void this.settleGroup();
-    await Promise.all([...this.settling.values()]);
-    const errors = this.syncErrors.splice(0);
-    if (errors.length > 0) throw errors[0];
-    if (this.dirtyDirs.size === 0) return;
-    const dirs = [...this.dirtyDirs];
-    this.dirtyDirs = new Set();
-    await parallel(dirs, FSYNC_PARALLEL, syncPath);
+    await this.storing(async () => {
+      if (this.waiting.length > 0) void this.settleGroup();
+      await Promise.all([...this.settling.values()]);
+      const errors = this.syncErrors.splice(0);
+      if (errors.length > 0) throw errors[0];
+      if (this.dirtyDirs.size === 0) return;
+      const dirs = [...this.dirtyDirs];
+      this.dirtyDirs = new Set();
+      await parallel(dirs, FSYNC_PARALLEL, syncPath);
+    });
   }
 
   async get(hash: string): Promise<Uint8Array | undefined> {
@@ -308,4 +345,17 @@ async function parallel<T>(items: T[], width: number, fn: (item: T) => Promise<v
     while (next < items.length) await fn(items[next++]);
   };
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+}
+
+/** Errors of the disk under the store, which the admin must fix (not a bug, not the device's fault). */
+const STORAGE_FAULTS = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT', 'EIO']);
+
+function isStorageFault(err: unknown): boolean {
+  return STORAGE_FAULTS.has((err as NodeJS.ErrnoException).code ?? '');
+}
+
+function storageError(root: string, err: unknown): KeepsyncError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why = code === 'EROFS' ? 'is read-only' : code === 'ENOSPC' || code === 'EDQUOT' ? 'is full' : code === 'EIO' ? 'has an I/O error' : 'cannot be written (permission denied)';
+  return new KeepsyncError('STORAGE', `the server's content store ${root} ${why}; nothing new can be stored until its admin fixes it (devices keep their files and retry)`);
 }

@@ -663,7 +663,7 @@ describe('Jitter and reordering between devices (C2)', function () {
         const tree = await converged(admin, devices, `round ${round} to settle`);
         // One current content; every other edit of this round is a conflict copy beside it.
         const copies = [...tree.keys()].filter((p) => p.startsWith('shared') && p !== 'shared.txt');
-        for (const p of copies) assert.match(p, /^shared \(conflict from (laptop|desktop|phone) \d{4}-\d{2}-\d{2} \d{6}\)(?: \d+)?\.txt$/);
+        for (const p of copies) assert.match(p, /^shared \(conflict from (laptop|desktop|phone) \d{4}-\d{2}-\d{2} \d{6}(?: \d+)?\)\.txt$/);
         conflictCopies = copies.length;
         const contents = new Set([...tree].filter(([p]) => p === 'shared.txt' || copies.includes(p)).map(([, h]) => h));
         for (const d of devices) {

@@ -100,14 +100,19 @@ export class TestDevice {
     return r;
   }
 
+  /** Starts `keepsync sync` in the background without waiting for anything. */
+  launch(extra: string[] | { uid?: number; gid?: number } = []): void {
+    const args = Array.isArray(extra) ? extra : [];
+    const user = Array.isArray(extra) ? {} : extra;
+    this.live = new Proc(['sync', '--quiet', '--home', this.home, ...args], this.env, { prefix: this.prefix, ...user });
+  }
+
   /**
    * Starts `keepsync sync` in the background and waits until it is connected:
    * with extra arguments, or as another user when given.
    */
   async start(extra: string[] | { uid?: number; gid?: number } = []): Promise<void> {
-    const args = Array.isArray(extra) ? extra : [];
-    const user = Array.isArray(extra) ? {} : extra;
-    this.live = new Proc(['sync', '--quiet', '--home', this.home, ...args], this.env, { prefix: this.prefix, ...user });
+    this.launch(extra);
     await waitFor(`${this.name} to connect`, () => {
       if (!this.live!.running) throw new Error(`${this.name} sync exited: ${this.live!.stderr}`);
       const state = readJson(path.join(this.home, 'state.json'));

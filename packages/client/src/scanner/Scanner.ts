@@ -40,6 +40,9 @@ export class Scanner {
   /** Temporary `.keepsync-*` files the walk passed (local paths): leftovers when no download runs. */
   readonly temps: string[] = [];
 
+  /** Folders looked at for links on their way since `forgetLinks`. */
+  private readonly linksSeen = new Map<string, Promise<boolean>>();
+
   constructor(readonly root: string) {}
 
   /** Re-reads `.keepsyncignore`. */
@@ -73,7 +76,7 @@ export class Scanner {
    */
   async stat(localPath: string): Promise<LocalState | undefined> {
     const slash = localPath.lastIndexOf('/');
-    if (slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash)))) return undefined;
+    if (slash > 0 && (await this.linkAbove(localPath.slice(0, slash)))) return undefined;
     const st = await fsp.lstat(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
       throw err;
@@ -88,6 +91,21 @@ export class Scanner {
       return undefined;
     }
     return state;
+  }
+
+  /** Whether a symbolic link lies on the way to the folder `localDir`, looked at once per `forgetLinks`. */
+  private linkAbove(localDir: string): Promise<boolean> {
+    let known = this.linksSeen.get(localDir);
+    if (!known) {
+      known = linkInTheWay(this.root, localDir).then((l) => l !== undefined);
+      this.linksSeen.set(localDir, known);
+    }
+    return known;
+  }
+
+  /** Forgets which folders had a link on their way (at the start of each look at the folder). */
+  forgetLinks(): void {
+    this.linksSeen.clear();
   }
 
   /** The name on disk of `localPath` when it exists only in another Unicode normalization. */

@@ -24,6 +24,8 @@ const HELD_FILE_BYTES = 256 * 1024;
 const EAGER_UPLOAD_BYTES = 8 * 1024 * 1024;
 /** Paths written from the server's changes are looked at again after this long (the watcher's own delay, and more). */
 const RECHECK_WRITTEN_MS = 1000;
+/** Paths a cycle looks at, at once. */
+const STAT_PARALLEL = 16;
 /** Files whose stat is checked again at once before their puts are pushed. */
 const RECHECK_PARALLEL = 16;
 
@@ -249,8 +251,16 @@ export class Engine {
           return undefined;
         }
       };
+      // Looked at several at a time; what they are is then taken in order.
+      this.scanner.forgetLinks();
+      const seen = new Map<string, Promise<LocalState | undefined>>();
+      await parallel(dirty, STAT_PARALLEL, async (p) => {
+        const l = stat(p);
+        seen.set(p, l);
+        await l;
+      });
       for (const p of dirty) {
-        const l = await stat(p);
+        const l = await seen.get(p)!;
         const wire = l?.path;
         if (l) addLocal(l);
         if (l?.kind === 'dir') {

@@ -295,7 +295,9 @@ export class Engine {
       }
       for (const p of states.keys()) if (unknown.some((u) => isWithin(p, u))) states.delete(p);
       if (unknown.length > 0) this.unreadableSeen = true;
-      // Deletions seen live count as a mass delete when they leave the root empty (an emptied disk).
+      // Deletions seen live count as a mass delete when they leave the root empty (an emptied disk),
+      // however they were found (the watcher, or a path the server's changes named).
+      if (!vanished) for (const st of states.values()) vanished ||= st.synced !== undefined && st.local === undefined;
       this.guardRoot(vanished ? this.folder.rootEntryCount() : undefined);
     }
     return states;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import { forEachDatabase, scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
-import { AdminClient, httpsJson, type HttpAnswer } from '../helpers/rawDevice.js';
+import { AdminClient, httpsJson } from '../helpers/rawDevice.js';
+import { filesOf, ok, refused } from '../helpers/files.js';
 
 /*
  * Mass deletes held on the server (SAFETY.md E2): a real server process,
@@ -15,38 +15,6 @@ import { AdminClient, httpsJson, type HttpAnswer } from '../helpers/rawDevice.js
  */
 
 const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
-
-/** Files under `rel` on a device: path → sha256. */
-function filesOf(d: TestDevice, rel: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (dir: string, r: string) => {
-    let list: fs.Dirent[];
-    try {
-      list = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of list) {
-      const p = `${r}/${e.name}`;
-      if (e.isDirectory()) walk(path.join(dir, e.name), p);
-      else out.set(p, sha256(fs.readFileSync(path.join(dir, e.name))));
-    }
-  };
-  walk(d.p(rel), rel);
-  return out;
-}
-
-function ok(r: HttpAnswer, status = 200): any {
-  assert.equal(r.status, status, `answered ${r.status}: ${JSON.stringify(r.body)}`);
-  return r.body;
-}
-
-function refused(r: HttpAnswer, status: number, pattern: RegExp): void {
-  assert.equal(r.status, status, `answered ${r.status}: ${JSON.stringify(r.body)}`);
-  assert.equal(typeof r.body?.error, 'string', JSON.stringify(r.body));
-  assert.ok(!r.body.error.includes('\n'), r.body.error);
-  assert.match(r.body.error, pattern);
-}
 
 describe('Mass deletes held on the server', function () {
   this.timeout(240_000);

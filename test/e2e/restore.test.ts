@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { forEachDatabase, scenario, tempDir, type Scenario, type TestDevice } from '../helpers/cluster.js';
 import { AdminClient, httpsJson, type HttpAnswer } from '../helpers/rawDevice.js';
+import { filesOf, ok } from '../helpers/files.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -19,31 +20,6 @@ const sha256 = (data: string | Buffer): string => createHash('sha256').update(da
 async function settle(...devices: TestDevice[]): Promise<void> {
   for (const d of devices) await d.syncOnce();
   for (const d of devices) await d.syncOnce();
-}
-
-/** Files under `rel` on a device: path → sha256 and mtime. */
-function filesOf(d: TestDevice, rel: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (dir: string, r: string) => {
-    let list: fs.Dirent[];
-    try {
-      list = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of list) {
-      const p = `${r}/${e.name}`;
-      if (e.isDirectory()) walk(path.join(dir, e.name), p);
-      else out.set(p, `${sha256(fs.readFileSync(path.join(dir, e.name)))} ${fs.statSync(path.join(dir, e.name)).mtimeMs}`);
-    }
-  };
-  walk(d.p(rel), rel);
-  return out;
-}
-
-function ok(r: HttpAnswer, status = 200): any {
-  assert.equal(r.status, status, `answered ${r.status}: ${JSON.stringify(r.body)}`);
-  return r.body;
 }
 
 /** A refusal: the status and one line saying what went wrong, no stack. */
@@ -117,9 +93,9 @@ describe('Versions and trash', function () {
       await laptop.start();
       await desktop.start();
       fs.renameSync(staging, laptop.p('Projects'));
-      await waitFor('200 files on desktop', () => filesOf(desktop, 'Projects').size === 200, 60_000, 100);
+      await waitFor('200 files on desktop', () => filesOf(desktop, 'Projects', { mtimes: true }).size === 200, 60_000, 100);
       await waitFor('desktop to have every byte and mtime', () => {
-        assert.deepEqual(filesOf(desktop, 'Projects'), want);
+        assert.deepEqual(filesOf(desktop, 'Projects', { mtimes: true }), want);
         return true;
       }, 30_000, 100);
       await waitFor('the empty folder on desktop', () => desktop.exists('Projects/empty/inner'), 30_000, 100);
@@ -145,7 +121,7 @@ describe('Versions and trash', function () {
       assert.match(r.stdout, /^restored the folder Projects\n$/);
       for (const d of [laptop, desktop]) {
         await waitFor(`every file back on ${d.name}`, () => {
-          assert.deepEqual(filesOf(d, 'Projects'), want);
+          assert.deepEqual(filesOf(d, 'Projects', { mtimes: true }), want);
           return fs.statSync(d.p('Projects/empty/inner')).isDirectory();
         }, 60_000, 100);
       }

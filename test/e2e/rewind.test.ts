@@ -3,7 +3,8 @@ import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { forEachDatabase, scenario, tempDir, type Scenario, type TestDevice } from '../helpers/cluster.js';
-import { AdminClient, httpsJson, type HttpAnswer } from '../helpers/rawDevice.js';
+import { AdminClient, httpsJson } from '../helpers/rawDevice.js';
+import { filesOf, ok, refused } from '../helpers/files.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -16,40 +17,6 @@ import { waitFor } from '../helpers/wait.js';
 
 const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 const q = encodeURIComponent;
-
-/** Files under `rel` on a device: path → sha256 and mtime. */
-function filesOf(d: TestDevice, rel: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (dir: string, r: string) => {
-    let list: fs.Dirent[];
-    try {
-      list = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of list) {
-      const p = `${r}/${e.name}`;
-      const abs = path.join(dir, e.name);
-      if (e.isDirectory()) walk(abs, p);
-      else out.set(p, `${sha256(fs.readFileSync(abs))} ${fs.statSync(abs).mtimeMs}`);
-    }
-  };
-  walk(d.p(rel), rel);
-  return out;
-}
-
-function ok(r: HttpAnswer, status = 200): any {
-  assert.equal(r.status, status, `answered ${r.status}: ${JSON.stringify(r.body)}`);
-  return r.body;
-}
-
-/** A refusal: the status and one line saying what went wrong, no stack. */
-function refused(r: HttpAnswer, status: number, pattern: RegExp): void {
-  assert.equal(r.status, status, `answered ${r.status}: ${JSON.stringify(r.body)}`);
-  assert.equal(typeof r.body?.error, 'string', JSON.stringify(r.body));
-  assert.ok(!r.body.error.includes('\n') && !/\bat .*\.(ts|js):\d+/.test(r.body.error), r.body.error);
-  assert.match(r.body.error, pattern);
-}
 
 /** `YYYY-MM-DD HH:MM:SS` in this machine's time zone, as a person types it. */
 function localTime(d: Date): string {
@@ -111,10 +78,10 @@ describe('Restoring a folder to a point in time', function () {
       await laptop.start();
       await desktop.start();
       fs.renameSync(staging, laptop.p('Docs'));
-      const want = filesOf(laptop, 'Docs');
+      const want = filesOf(laptop, 'Docs', { mtimes: true });
       assert.equal(want.size, 50);
       await waitFor('50 files on desktop', () => {
-        assert.deepEqual(filesOf(desktop, 'Docs'), want);
+        assert.deepEqual(filesOf(desktop, 'Docs', { mtimes: true }), want);
         return true;
       }, 60_000, 100);
       const before = await aMomentAgo();
@@ -131,7 +98,7 @@ describe('Restoring a folder to a point in time', function () {
       }
       laptop.write('Docs/HOW_TO_DECRYPT.txt', 'send bitcoin');
       await waitFor('the encrypted files and the note on desktop', () => {
-        const seen = filesOf(desktop, 'Docs');
+        const seen = filesOf(desktop, 'Docs', { mtimes: true });
         return seen.has('Docs/HOW_TO_DECRYPT.txt') && [...encrypted].every(([rel, h]) => seen.get(rel)?.startsWith(h));
       }, 60_000, 100);
 
@@ -142,7 +109,7 @@ describe('Restoring a folder to a point in time', function () {
 
       for (const d of [laptop, desktop]) {
         await waitFor(`every file of before on ${d.name}`, () => {
-          assert.deepEqual(filesOf(d, 'Docs'), want);
+          assert.deepEqual(filesOf(d, 'Docs', { mtimes: true }), want);
           return true;
         }, 60_000, 100);
       }
@@ -169,7 +136,7 @@ describe('Restoring a folder to a point in time', function () {
       await laptop.syncOnce();
       await desktop.syncOnce();
       const before = await aMomentAgo();
-      const contents = (d: TestDevice) => new Map([...filesOf(d, '')].map(([p, v]) => [p, v.split(' ')[0]]));
+      const contents = (d: TestDevice) => new Map([...filesOf(d, '', { mtimes: true })].map(([p, v]) => [p, v.split(' ')[0]]));
       const then = contents(desktop);
       // A file's history follows it when it moves: it is restored where it is now.
       then.set('/Plans/moved.txt', then.get('/Plans/move-me.txt')!);

@@ -58,7 +58,10 @@ describe('Mass deletes held on the server', function () {
 
     it('holds a burst of 150 deletes: the other device keeps the files, the admin sees it, and undo gives them back to the deleting device', async () => {
       deleteBulk(laptop);
-      await laptop.syncOnce();
+      // The deleting device is told, once, in one line.
+      const told = (await laptop.syncOnce()).stderr.split('\n').filter((l) => /held|holds/.test(l));
+      assert.equal(told.length, 1, told.join('\n'));
+      assert.match(told[0], /^the server holds \d+ deletes from this device as a mass delete: other devices keep those files until the admin applies or undoes it on the admin page's Trash tab$/);
 
       const [hold, ...more] = await holds();
       assert.deepEqual(more, []);
@@ -73,7 +76,7 @@ describe('Mass deletes held on the server', function () {
       await desktop.syncOnce();
       assert.deepEqual(filesOf(desktop, 'Bulk'), bulk);
       // The deleting device does not push the deletes again, nor gets the files back by itself.
-      await laptop.syncOnce();
+      assert.doesNotMatch((await laptop.syncOnce()).stderr, /holds/);
       assert.deepEqual(filesOf(laptop, 'Bulk'), new Map());
       assert.equal((await holds())[0].files, 150);
 

@@ -180,8 +180,11 @@ function opResult(v: unknown): OpResult {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('result must be a map');
   const o = v as Obj;
   switch (o.status) {
-    case 'ok':
-      return { status: 'ok', version: int(o, 'version'), seq: int(o, 'seq') };
+    case 'ok': {
+      const r: OpResult = { status: 'ok', version: int(o, 'version'), seq: int(o, 'seq') };
+      if (o.held === true) r.held = true;
+      return r;
+    }
     case 'conflict':
       return { status: 'conflict', path: path(o, 'path'), version: int(o, 'version'), seq: int(o, 'seq') };
     case 'stale':

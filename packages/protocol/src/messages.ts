@@ -57,7 +57,8 @@ export type Op =
 
 /** What became of one op. */
 export type OpResult =
-  | { status: 'ok'; version: number; seq: number }
+  /** `held`: a delete the server holds for the admin to apply or undo (a burst, SAFETY.md E2). */
+  | { status: 'ok'; version: number; seq: number; held?: true }
   /** The device's content was kept beside the current one at `path`. */
   | { status: 'conflict'; path: RelPath; version: number; seq: number }
   /** Refused because the server's state moved on; the device learns it from the feed. */

@@ -668,6 +668,7 @@ export class Engine {
     phase('recheck');
     let batch: Array<{ a: Action; op: Op }> = [];
     let bytes = 0;
+    let held = 0;
     const flush = async () => {
       if (batch.length === 0) return;
       const sent = batch;
@@ -676,6 +677,7 @@ export class Engine {
       const answer = await conn.request({ type: 'push', id: conn.id(), ops: sent.map((b) => b.op) }, 'pushed');
       this.index.tx(() => sent.forEach((b, i) => this.recordResult(b.a, answer.results[i])));
       for (const [i, b] of sent.entries()) await this.afterResult(b.a, answer.results[i]);
+      held += answer.results.filter((r) => r.status === 'ok' && r.held).length;
       this.progress.fileUp(sent.length);
     };
     for (const a of ready) {
@@ -686,6 +688,9 @@ export class Engine {
       bytes += size;
     }
     await flush();
+    if (held > 0) {
+      this.opts.log(`the server holds ${held} ${held === 1 ? 'delete' : 'deletes'} from this device as a mass delete: other devices keep those files until the admin applies or undoes it on the admin page's Trash tab`);
+    }
     // The server could not store content: the rest went; the files wait here, unchanged, for a later try.
     if (refused) throw refused;
   }

@@ -338,7 +338,7 @@ export class PushApplier {
 
   /** What a held delete answers: as if applied, changing nothing. */
   heldResult(): OpResult {
-    return { status: 'ok', version: 0, seq: this.seq };
+    return { status: 'ok', version: 0, seq: this.seq, held: true };
   }
 
   /** Files a delete would take away now. */

@@ -1,6 +1,7 @@
 import { startServer } from '@keepsync/server';
 import { intFlag, parse } from '../args.js';
 import { UsageError } from '../output.js';
+import { capYoungGeneration } from '../youngGeneration.js';
 
 /** `keepsync server`: runs the NAS server until SIGINT/SIGTERM. */
 export default async function run(argv: string[]): Promise<number> {
@@ -17,6 +18,7 @@ export default async function run(argv: string[]): Promise<number> {
   });
   if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together');
   const port = intFlag('port', values.port ?? process.env.KEEPSYNC_PORT, 0, 65535);
+  capYoungGeneration(8 * 1024 * 1024);
   const server = await startServer({
     dataDir: values.data,
     certsDir: values.certs,

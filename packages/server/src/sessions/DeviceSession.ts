@@ -17,7 +17,7 @@ const UPLOAD_PARALLEL = 8;
  * Bytes of received frames not yet handled before the session stops reading
  * from the socket (TCP then slows the device down); it reads again below half.
  */
-const INBOUND_HIGH_WATER = 24 * 1024 * 1024;
+const INBOUND_HIGH_WATER = 8 * 1024 * 1024;
 /**
  * What a received message costs while it waits besides its bytes (the
  * decoded message, its place in the queue): counted with them, so that a

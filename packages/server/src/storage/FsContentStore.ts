@@ -10,10 +10,15 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const FSYNC_PARALLEL = 32;
 /** New chunk files waiting to be made durable, at most: a put beyond waits for them. */
 const SYNC_AHEAD = 4096;
-/** New chunks are made durable together once this many wait, or after this long without a put. */
+/**
+ * New chunks are made durable together once this many or this many bytes
+ * wait, or this long after the first of them arrived (a push does not wait
+ * for it: `flush` settles what waits at once).
+ */
 const GROUP_CHUNKS = 1024;
-const GROUP_DELAY_MS = 20;
-/** Groups up to this size fsync each file; larger ones sync the whole file system at once. */
+const GROUP_BYTES = 64 * 1024 * 1024;
+const GROUP_DELAY_MS = 200;
+/** Up to this many files (or folders) are fsynced each; more sync the whole file system at once. */
 const FSYNC_EACH_MAX = 16;
 
 /**
@@ -22,9 +27,10 @@ const FSYNC_EACH_MAX = 16;
  * overlapping the next chunks' transfer, so a chunk file is whole and on disk
  * or absent. New chunks are made durable in groups: a few by an fsync each,
  * many (thousands of small files) by one sync of the file system (syncfs
- * through `sync --file-system`), then renamed, then synced again, which costs
- * a fraction of an fsync per file. `flush` waits for those and makes the
- * renames durable before the index refers to the chunks.
+ * through `sync --file-system`), which costs a fraction of an fsync per file,
+ * then renamed. `flush` waits for those and makes the renames durable (by
+ * fsyncs of their folders, or one more sync of the file system) before the
+ * index refers to the chunks.
  *
  * A chunk file's modification time is when it was last used: written, or
  * found by `missing` or `put` (which touch it). The collector removes only
@@ -38,10 +44,12 @@ export class FsContentStore implements ContentStore {
   private readonly settling = new Map<string, Promise<void>>();
   /** New chunks written to temporary files, waiting for their group to be made durable. */
   private waiting: Array<{ tmp: string; file: string; size: number; done: (err?: unknown) => void }> = [];
+  private waitingBytes = 0;
   private groupTimer: NodeJS.Timeout | undefined;
   /** False once syncing the file system at once failed here: groups then fsync each file. */
   private syncfsWorks = process.platform === 'linux';
   private syncErrors: unknown[] = [];
+  /** Folders with renames not yet durable. */
   private dirtyDirs = new Set<string>();
   /** Prefix directories made by this process (a rename recreates one that vanished). */
   private readonly dirs = new Set<string>();
@@ -155,9 +163,9 @@ export class FsContentStore implements ContentStore {
   private settle(tmp: string, file: string, size: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ tmp, file, size, done: (err) => (err === undefined ? resolve() : reject(err)) });
-      clearTimeout(this.groupTimer);
-      if (this.waiting.length >= GROUP_CHUNKS) void this.settleGroup();
-      else this.groupTimer = setTimeout(() => void this.settleGroup(), GROUP_DELAY_MS);
+      this.waitingBytes += size;
+      if (this.waiting.length >= GROUP_CHUNKS || this.waitingBytes >= GROUP_BYTES) void this.settleGroup();
+      else if (this.waiting.length === 1) this.groupTimer = setTimeout(() => void this.settleGroup(), GROUP_DELAY_MS);
     });
   }
 
@@ -169,13 +177,14 @@ export class FsContentStore implements ContentStore {
     clearTimeout(this.groupTimer);
     const group = this.waiting;
     this.waiting = [];
+    this.waitingBytes = 0;
     if (group.length === 0) return;
     try {
       const whole = group.length > FSYNC_EACH_MAX && (await this.syncFileSystem());
       if (!whole) await parallel(group, FSYNC_PARALLEL, (c) => syncPath(c.tmp));
       await parallel(group, FSYNC_PARALLEL, (c) => this.rename(c.tmp, c.file, c.size));
-      // The renames are durable by another sync of the file system, or by the directory fsyncs of `flush`.
-      if (!whole || !(await this.syncFileSystem())) for (const c of group) this.dirtyDirs.add(path.dirname(c.file));
+      // The renames are made durable by `flush`, before anything refers to the chunks.
+      for (const c of group) this.dirtyDirs.add(path.dirname(c.file));
       for (const c of group) c.done();
     } catch (err) {
       for (const c of group) c.done(err ?? new Error('sync failed'));
@@ -258,7 +267,9 @@ export class FsContentStore implements ContentStore {
       if (this.dirtyDirs.size === 0) return;
       const dirs = [...this.dirtyDirs];
       this.dirtyDirs = new Set();
-      await parallel(dirs, FSYNC_PARALLEL, syncPath);
+      // Renames that finish meanwhile belong to later puts, made durable by their own flush.
+      const whole = dirs.length > FSYNC_EACH_MAX && (await this.syncFileSystem());
+      if (!whole) await parallel(dirs, FSYNC_PARALLEL, syncPath);
     });
   }
 

@@ -102,6 +102,8 @@ class Proc {
       this.child.on('exit', (code, signal) => {
         this.ended = performance.now();
         children.delete(this.child);
+        // KEEPSYNC_BENCH_LOGS=DIR keeps what each process printed (with KEEPSYNC_TRACE=1, each phase's time).
+        if (process.env.KEEPSYNC_BENCH_LOGS) fs.appendFileSync(path.join(process.env.KEEPSYNC_BENCH_LOGS, `${this.name}.log`), `$ keepsync ${this.args.join(' ')}\n${this.stdout}${this.stderr}`);
         resolve(code ?? (signal ? `signal ${signal}` : -1));
       });
     });

@@ -109,6 +109,9 @@ export class ChunkFetcher {
 
   private pump(): void {
     if (this.stopped || this.failed !== undefined) return;
+    // Asks again once a batch fits in the window: consuming one small chunk
+    // at a time must not turn into one request per chunk.
+    if (this.heldBytes > 0 && WINDOW - this.heldBytes < BATCH) return;
     let batch: string[] = [];
     let batchBytes = 0;
     while (this.scheduled < this.order.length && (this.heldBytes < WINDOW || this.heldBytes === 0)) {

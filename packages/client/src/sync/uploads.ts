@@ -31,13 +31,7 @@ export async function uploadChunks(
   jobs: UploadJob[], conn: Connection, folder: LocalFolder, progress: Progress,
 ): Promise<{ uploaded: Set<UploadJob>; refused?: KeepsyncError }> {
   let refused: KeepsyncError | undefined;
-  const all = [...new Set(jobs.flatMap((j) => j.chunks.map((c) => c.hash)))];
-  const missing = new Set<string>();
-  for (let i = 0; i < all.length; i += MAX_HASHES_PER_REQUEST) {
-    const batch = all.slice(i, i + MAX_HASHES_PER_REQUEST);
-    const answer = await conn.request({ type: 'has-chunks', id: conn.id(), hashes: packHashes(batch) }, 'missing');
-    for (const h of unpackHashes(answer.hashes)) missing.add(h);
-  }
+  const missing = await missingOf(conn, [...new Set(jobs.flatMap((j) => j.chunks.map((c) => c.hash)))]);
   const ok = new Set<UploadJob>(jobs);
   const sent = new Map<string, Promise<void>>();
   const jobAcks = new Map<UploadJob, Promise<void>[]>(jobs.map((j) => [j, []]));
@@ -93,8 +87,7 @@ export async function uploadChunks(
       ok.delete(r.job);
       continue;
     }
-    const { acked } = await conn.putChunk(r.chunk.hash, data);
-    const counted = acked.then(() => progress.up(r.chunk.size));
+    const { stored: counted } = await sendChunk(conn, progress, r.chunk, data);
     counted.catch(() => {}); // handled below, once every chunk is queued
     sent.set(r.chunk.hash, counted);
   }
@@ -116,6 +109,25 @@ export async function uploadChunks(
   );
   await Promise.all(acks);
   return { uploaded: ok, refused };
+}
+
+/** Asks the server which of `hashes` it lacks. */
+async function missingOf(conn: Connection, hashes: string[]): Promise<Set<string>> {
+  const missing = new Set<string>();
+  for (let i = 0; i < hashes.length; i += MAX_HASHES_PER_REQUEST) {
+    const answer = await conn.request({ type: 'has-chunks', id: conn.id(), hashes: packHashes(hashes.slice(i, i + MAX_HASHES_PER_REQUEST)) }, 'missing');
+    for (const h of unpackHashes(answer.hashes)) missing.add(h);
+  }
+  return missing;
+}
+
+/**
+ * Sends a chunk once the connection's window has room; `stored` settles
+ * when the server has stored it (counted as progress then).
+ */
+async function sendChunk(conn: Connection, progress: Progress, chunk: ChunkRef, data: Uint8Array): Promise<{ stored: Promise<void> }> {
+  const { acked } = await conn.putChunk(chunk.hash, data);
+  return { stored: acked.then(() => progress.up(chunk.size)) };
 }
 
 /** Chunks gathered before the server is asked which of them it lacks. */
@@ -174,9 +186,7 @@ export class EagerUpload {
     const bytes = this.batchBytes;
     this.batch = [];
     this.batchBytes = 0;
-    const missing = this.conn
-      .request({ type: 'has-chunks', id: this.conn.id(), hashes: packHashes(chunks.map((c) => c.hash)) }, 'missing')
-      .then((answer) => new Set(unpackHashes(answer.hashes)), () => undefined);
+    const missing = missingOf(this.conn, chunks.map((c) => c.hash)).catch(() => undefined);
     this.asked.push({ chunks, bytes, missing });
     this.aheadBytes += bytes;
     this.sender ??= this.sendAll();
@@ -210,8 +220,7 @@ export class EagerUpload {
             break;
           }
           this.sent.add(c.hash);
-          const { acked } = await this.conn.putChunk(c.hash, data);
-          this.acks.push(acked.then(() => this.progress.up(c.size), () => {}));
+          this.acks.push((await sendChunk(this.conn, this.progress, c, data)).stored.catch(() => {}));
         }
         this.aheadBytes -= next.bytes;
         for (const w of this.aheadWaiters.splice(0)) w();

@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { KeepsyncError, TEMP_PREFIX } from '@keepsync/protocol';
-import { linkInTheWay, openNoFollow, openedAt, parentsAreFolders, whereOpened } from './noFollow.js';
+import { linkInTheWay, openNoFollow, parentsAreFolders, whereOpened } from './noFollow.js';
 
 /** What a path must still look like on disk before it may be replaced or removed. */
 export interface Expected {
@@ -34,12 +34,15 @@ export interface PendingWrite {
 export class LocalFolder {
   /** Parent folders checked to be real folders during this cycle (see forgetDirs). */
   private readonly knownDirs = new Set<string>();
+  /** Where the root really is (links resolved), looked up once a cycle. */
+  private realRoot: string | undefined;
 
   constructor(readonly root: string) {}
 
   /** Forgets which folders were checked: each sync cycle looks at the disk afresh. */
   forgetDirs(): void {
     this.knownDirs.clear();
+    this.realRoot = undefined;
   }
 
   abs(localPath: string): string {
@@ -126,7 +129,9 @@ export class LocalFolder {
    */
   async begin(localPath: string, name?: string): Promise<PendingWrite> {
     await this.ensureParents(localPath);
-    if (!(await parentsAreFolders(this.root, localPath))) throw notAFolder(path.posix.dirname(localPath));
+    const dir = path.posix.dirname(localPath);
+    // Looked at once a cycle; a folder swapped for a link since shows below, once the file is open.
+    if (!this.knownDirs.has(dir) && !(await parentsAreFolders(this.root, localPath))) throw notAFolder(dir);
     const target = this.abs(localPath);
     const tmp = this.tempPath(localPath, name ?? randomBytes(6).toString('hex'));
     const fh = await fsp.open(tmp, 'wx', 0o644).catch(async (err: NodeJS.ErrnoException) => {
@@ -142,15 +147,28 @@ export class LocalFolder {
     });
     // A folder on the way swapped for a link since it was checked: write nothing
     // there, and take the empty file back from wherever it was created.
-    if (!(await parentsAreFolders(this.root, localPath)) || !(await openedAt(fh, this.root, path.relative(this.root, tmp).split(path.sep).join('/')))) {
-      const where = await whereOpened(fh);
+    const where = await whereOpened(fh);
+    if (!(await this.openedInPlace(where, localPath, path.relative(this.root, tmp).split(path.sep).join('/')))) {
       await fh.close();
       this.knownDirs.clear();
+      this.realRoot = undefined;
       await fsp.rm(where !== undefined && path.basename(where) === path.basename(tmp) ? where : tmp, { force: true });
-      throw notAFolder(path.posix.dirname(localPath));
+      throw notAFolder(dir);
     }
-    this.knownDirs.add(path.posix.dirname(localPath));
+    this.knownDirs.add(dir);
     return { fh, tmp, target };
+  }
+
+  /**
+   * The file opened for `localPath` is where it should be: at `rel` under the
+   * real root, by where the kernel says it is (`where`, see whereOpened),
+   * which also shows a folder swapped for a link and back; where that cannot
+   * be asked, every folder on the way is a real folder now.
+   */
+  private async openedInPlace(where: string | undefined, localPath: string, rel: string): Promise<boolean> {
+    if (where === undefined) return parentsAreFolders(this.root, localPath);
+    this.realRoot ??= await fsp.realpath(this.root).catch(() => undefined);
+    return this.realRoot !== undefined && where === path.join(this.realRoot, ...rel.split('/'));
   }
 
   /**

@@ -237,7 +237,9 @@ export class Engine {
       for (const r of this.index.allRemote()) if (!hidden(r.path)) get(r.path).remote = r;
       this.dirtyRemote.clear();
     } else {
-      const dirty = [...this.dirtyLocal];
+      // A path under another dirty one is seen there: a folder is walked whole, and what a
+      // vanished or replaced folder held joins the cycle through the index.
+      const dirty = [...this.dirtyLocal].filter((p) => !hasAncestorIn(this.dirtyLocal, p));
       this.dirtyLocal.clear();
       let vanished = false;
       if (dirty.some((p) => p === '.keepsyncignore')) this.scanner.loadIgnores();
@@ -867,4 +869,12 @@ function chunksToOffer(a: Extract<Action, { kind: 'push-put' }>, op: Op): ChunkR
   if (op.op !== 'put' || 'full' in op.manifest) return chunks;
   const named = new Set(unpackManifest(op.manifest.delta.middle).map((c) => c.hash));
   return chunks.filter((c) => named.has(c.hash));
+}
+
+/** True when a folder above `p` (a `/`-separated path) is in `paths`. */
+function hasAncestorIn(paths: ReadonlySet<string>, p: string): boolean {
+  for (let slash = p.lastIndexOf('/'); slash > 0; slash = p.lastIndexOf('/', slash - 1)) {
+    if (paths.has(p.slice(0, slash))) return true;
+  }
+  return false;
 }

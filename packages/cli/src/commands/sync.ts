@@ -1,6 +1,7 @@
 import { parseRate, runSync } from '@keepsync/client';
 import { parse } from '../args.js';
 import { UsageError } from '../output.js';
+import { capYoungGeneration } from '../youngGeneration.js';
 import { homeFrom } from './home.js';
 
 function rateFlag(name: string, value: string | undefined): number | undefined {
@@ -20,6 +21,7 @@ export default async function run(argv: string[]): Promise<number> {
   const maxDownload = rateFlag('max-download', values['max-download']);
   const home = homeFrom(values.home);
   const pairing = home.requirePairing();
+  capYoungGeneration(8 * 1024 * 1024);
   const controller = new AbortController();
   const stop = () => {
     controller.abort();

@@ -18,7 +18,7 @@ const PUSH_BYTES = 512 * 1024;
 const SMALL_FILE_BYTES = 1024 * 1024;
 const HASH_PARALLEL = 8;
 /** Bytes of small files kept from hashing for the upload that follows, at most, and per file. */
-const HELD_BYTES = 32 * 1024 * 1024;
+const HELD_BYTES = 16 * 1024 * 1024;
 const HELD_FILE_BYTES = 256 * 1024;
 /** Files from this size on are uploaded while they are hashed. */
 const EAGER_UPLOAD_BYTES = 8 * 1024 * 1024;

@@ -1,5 +1,5 @@
 import {
-  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isKeepsyncError, isWithin, manifestSize, packManifest, unpackManifest,
+  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, crashPoint, diffManifest, errorMessage, isKeepsyncError, isWithin, manifestSize, packManifest, unpackManifest,
   type ChunkRef, type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex, RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
@@ -514,6 +514,7 @@ export class Engine {
         case 'rename-local': {
           const st = await this.folder.rename(a.local.localPath, a.to, expectOf(a.local));
           if (st) {
+            crashPoint('client:after-move');
             this.index.tx(() => {
               this.followMove(a.from, a.to);
               const moved = this.index.synced(a.to);
@@ -673,7 +674,9 @@ export class Engine {
       const sent = batch;
       batch = [];
       bytes = 0;
+      crashPoint('client:before-push');
       const answer = await conn.request({ type: 'push', id: conn.id(), ops: sent.map((b) => b.op) }, 'pushed');
+      crashPoint('client:after-push');
       this.index.tx(() => sent.forEach((b, i) => this.recordResult(b.a, answer.results[i])));
       for (const [i, b] of sent.entries()) await this.afterResult(b.a, answer.results[i]);
       this.progress.fileUp(sent.length);

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Chunker, type ChunkedFile } from '@keepsync/protocol';
-import { forEachDatabase, scenario, sortedTree, type Scenario, type TestDevice } from '../helpers/cluster.js';
+import { TestDevice, forEachDatabase, scenario, sortedTree, type Scenario } from '../helpers/cluster.js';
 import { Proc, keepsync } from '../helpers/processes.js';
 import { AdminClient } from '../helpers/rawDevice.js';
 import { ContentLog, sha256 } from '../helpers/serverContent.js';
@@ -116,6 +116,18 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
       assert.equal(r.code, 0, `keepsync server verify: ${r.stdout}${r.stderr}`);
     }
 
+    /** Pairs a new device through a pairing the admin API makes (the server is running: no `server pair` process). */
+    async function addDevice(name: string): Promise<TestDevice> {
+      const admin = await AdminClient.login(s.server);
+      const r = await admin.request('POST', '/pairings', { name });
+      assert.equal(r.status, 201, `POST /pairings answered ${r.status}`);
+      const d = new TestDevice(name);
+      s.devices.push(d);
+      const paired = await d.pair(r.body.link);
+      assert.equal(paired.code, 0, `pairing ${name}: ${paired.stderr}`);
+      return d;
+    }
+
     async function assertNothingLost(): Promise<void> {
       await log.assertNothingLost(await AdminClient.login(s.server));
     }
@@ -156,20 +168,21 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
       }
 
       it('resumes from every chunk boundary and before and after the push: never a partial version, no chunk received twice, the file whole', async () => {
-        const up = await s.addDevice('uploader');
-        const check = await s.addDevice('check');
-        // About ten chunks of 16-256 KiB: sent without reading ahead of the hashing (files under 8 MiB).
-        const sample = chunksOf(randomBytes(640 * KiB)).chunks.length;
-        assert.ok(sample >= 4, `a 640 KiB file cut into ${sample} chunks`);
+        const up = await addDevice('uploader');
+        const check = await addDevice('check');
+        // A file of about six chunks of 16-256 KiB, sent after it was hashed (files under 8 MiB).
+        let boundaries = 0;
         for (let k = 1; ; k++) {
-          const content = randomBytes(640 * KiB);
+          const content = randomBytes(384 * KiB);
           const n = chunksOf(content).chunks.length;
           if (k > n) break;
           const { before } = await uploadKilledAt(up, `small/${k}.bin`, content, `client:chunk-acked:${k}`);
           assert.ok(before.length >= k, `killed after chunk ${k} of ${n} was stored, but the server stored ${before.length}`);
+          boundaries++;
         }
+        assert.ok(boundaries >= 3, `only ${boundaries} chunk boundaries were tried`);
         for (const point of ['client:before-push', 'client:after-push']) {
-          const content = randomBytes(640 * KiB);
+          const content = randomBytes(384 * KiB);
           const { before } = await uploadKilledAt(up, `small/${point.slice(7)}.bin`, content, point);
           assert.equal(before.length, chunksOf(content).chunks.length, `${point}: every chunk was stored before the kill`);
         }
@@ -193,17 +206,17 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
 
     describe('B2: a device killed just before and just after a download is renamed into place', () => {
       it('leaves no partial file, no temporary file and no conflict copy, and ends byte-identical', async () => {
-        const sender = await s.addDevice('sender');
-        const receiver = await s.addDevice('receiver');
-        let current = randomBytes(640 * KiB);
+        const sender = await addDevice('sender');
+        const receiver = await addDevice('receiver');
+        let current = randomBytes(384 * KiB);
         sender.write('dl/update.bin', log.add('dl/update.bin', current));
         await sender.syncOnce();
         await receiver.syncOnce();
         const points: Array<[string, number]> = [['client:before-rename', 1], ['client:before-rename', 2], ['client:after-rename', 1], ['client:after-rename', 2]];
         for (const [round, [point, count]] of points.entries()) {
           // Two downloads at once: a new file, and a new version of a file the receiver holds.
-          const fresh = randomBytes(640 * KiB);
-          const next = randomBytes(640 * KiB);
+          const fresh = randomBytes(384 * KiB);
+          const next = randomBytes(384 * KiB);
           const newPath = `dl/new-${round}.bin`;
           sender.write(newPath, log.add(newPath, fresh));
           sender.write('dl/update.bin', log.add('dl/update.bin', next));
@@ -241,8 +254,8 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
 
     describe('B3: the server killed between chunk write, index commit and broadcast', () => {
       it('converges on every device after each point: nothing lost, no missing chunk, each operation applied once', async () => {
-        const laptop = await s.addDevice('laptop');
-        const desktop = await s.addDevice('desktop');
+        const laptop = await addDevice('laptop');
+        const desktop = await addDevice('desktop');
         const points = ['server:chunk-stored:3', 'server:before-commit', 'server:after-commit', 'server:after-broadcast'];
         for (const i of points.keys()) {
           laptop.write(`edit/${i}.txt`, log.add(`edit/${i}.txt`, `round ${i}, first version`));
@@ -255,7 +268,7 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
 
         for (const [i, point] of points.entries()) {
           // One push of every kind of op: a new file of several chunks, an edit, a move, a delete, a new folder.
-          const big = randomBytes(640 * KiB);
+          const big = randomBytes(384 * KiB);
           laptop.write(`new/${i}.bin`, log.add(`new/${i}.bin`, big));
           laptop.write(`edit/${i}.txt`, log.add(`edit/${i}.txt`, `round ${i}, second version`));
           fs.renameSync(laptop.p(`move/${i}-old.txt`), laptop.p(`move/${i}-new.txt`));
@@ -288,8 +301,8 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
 
     describe('B8: a device killed in the middle of a bulk move or an ignore-rule change', () => {
       it('moves a folder and many files once, whichever device is killed where: nothing lost, nothing twice', async () => {
-        const mover = await s.addDevice('mover');
-        const other = await s.addDevice('other');
+        const mover = await addDevice('mover');
+        const other = await addDevice('other');
         const N = 30;
         for (let f = 0; f < N; f++) {
           mover.write(`album/p${f}.jpg`, log.add(`album/p${f}.jpg`, `photo ${f}`));
@@ -335,8 +348,8 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
       });
 
       it('never deletes files a new .keepsyncignore rule covers, from the server or another device, killed or not', async () => {
-        const laptop = await s.addDevice('laptop');
-        const desktop = await s.addDevice('desktop');
+        const laptop = await addDevice('laptop');
+        const desktop = await addDevice('desktop');
         const ignorable = ['logs/a.log', 'logs/deep/b.log', 'debug.log', 'build/out.bin', 'build/sub/x.o'];
         for (const rel of [...ignorable, 'notes.txt']) laptop.write(rel, log.add(rel, `${rel} v1`));
         await laptop.syncOnce();

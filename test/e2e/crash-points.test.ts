@@ -299,6 +299,20 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
       });
     });
 
+    describe('B3: a server stopped (SIGTERM) between crash rounds', () => {
+      it('finishes what closing the devices\' connections writes before it closes the database', async () => {
+        const laptop = await addDevice('laptop');
+        await laptop.start();
+        const stopping = Date.now();
+        await s.server.stop();
+        // The device's last-seen time, written when its connection closed, made it to the database.
+        const seen = await index.lastSeen('laptop');
+        assert.ok(seen !== undefined && seen >= stopping, `last seen ${seen}, stopped at ${stopping}`);
+        await s.server.start();
+        await laptop.stop();
+      });
+    });
+
     describe('B8: a device killed in the middle of a bulk move or an ignore-rule change', () => {
       it('moves a folder and many files once, whichever device is killed where: nothing lost, nothing twice', async () => {
         const mover = await addDevice('mover');

@@ -88,6 +88,12 @@ export class ServerIndex {
     return (await this.query('SELECT path FROM trash_items WHERE folder_id = ? AND state = ? ORDER BY id', [id, 'trashed'])).map((r) => r.path);
   }
 
+  /** When the server last saw the device named `name` (ms), or undefined. */
+  async lastSeen(name: string): Promise<number | undefined> {
+    const [row] = await this.query('SELECT last_seen_at FROM devices WHERE name = ?', [name]);
+    return row?.last_seen_at === null || row?.last_seen_at === undefined ? undefined : Number(row.last_seen_at);
+  }
+
   /** Every version's id, content hash, size and chunk list. */
   async manifests(): Promise<Array<{ id: number; hash: string; size: number; manifest: Uint8Array }>> {
     const rows = await this.query('SELECT id, hash, size, manifest FROM versions', []);

@@ -299,7 +299,7 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
       });
     });
 
-    describe('B3: a server stopped (SIGTERM) between crash rounds', () => {
+    describe('B3: a server stopped with SIGTERM while a device is connected (as between the crash rounds)', () => {
       it('finishes what closing the devices\' connections writes before it closes the database', async () => {
         const laptop = await addDevice('laptop');
         await laptop.start();

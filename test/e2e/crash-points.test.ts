@@ -396,9 +396,21 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
         assert.equal((await serverFiles(index)).get('logs/a.log'), before.get('logs/a.log'));
         assert.equal((await index.live()).has('logs/c.log'), false);
 
-        // The rule taken back: what was ignored syncs again, the edit made meanwhile included, without a conflict.
+        // The rule taken back while the device runs: what was ignored syncs at once (not at the next periodic
+        // scan), the edit made meanwhile included, without a conflict.
+        await laptop.start();
+        await waitFor('the laptop\'s first cycle to end', () => JSON.parse(fs.readFileSync(path.join(laptop.home, 'state.json'), 'utf8')).lastSyncAt);
         laptop.write('.keepsyncignore', log.add('.keepsyncignore', 'build/\n'));
         log.add('logs/c.log', 'a new log, ignored');
+        await waitFor('the files the rule no longer covers to reach the server', async () => {
+          const files = await serverFiles(index);
+          return files.get('logs/c.log') === sha256('a new log, ignored') && files.get('logs/a.log') === sha256('logs/a.log v2, while ignored');
+        }, 30_000);
+        // And a rule added while it runs deletes nothing either (the ignore file and any delete would go in one push).
+        laptop.write('.keepsyncignore', log.add('.keepsyncignore', 'build/\n*.txt\n'));
+        await waitFor('the new rule to reach the server', async () => (await serverFiles(index)).get('.keepsyncignore') === sha256('build/\n*.txt\n'), 30_000);
+        await laptop.stop();
+        assert.equal((await serverFiles(index)).get('notes.txt'), sha256('notes v2'));
         await laptop.syncOnce();
         await desktop.syncOnce();
         assert.equal(desktop.read('logs/a.log'), 'logs/a.log v2, while ignored');

@@ -22,6 +22,8 @@ export class TestServer {
   readonly root = tempDir('server');
   readonly dataDir = path.join(this.root, 'data');
   readonly certsDir = path.join(this.root, 'certs');
+  /** Environment for the server process from its next start (e.g. KEEPSYNC_TRACE, KEEPSYNC_CRASH_AT). */
+  env: NodeJS.ProcessEnv = {};
 
   constructor(readonly db: TestDatabase, readonly extraArgs: string[] = []) {}
 
@@ -33,7 +35,7 @@ export class TestServer {
   }
 
   async start(): Promise<this> {
-    this.proc = new Proc(this.args);
+    this.proc = new Proc(this.args, this.env);
     await waitFor('the server to print its fingerprint', () => {
       if (!this.proc.running) throw new Error(`server exited: ${this.proc.stderr}`);
       return /certificate fingerprint: sha256\/[0-9a-f]{64}/.test(this.proc.stdout) || /plain HTTP/.test(this.proc.stdout);

@@ -76,6 +76,24 @@ export class ServerIndex {
     return (await this.query('SELECT 1 AS one FROM versions WHERE folder_id = ? AND hash = ? LIMIT 1', [id, hash])).length > 0;
   }
 
+  /** The content hashes of the versions kept under `path`, oldest first. */
+  async versionsOf(path: string, folder = 'Sync'): Promise<string[]> {
+    const id = await this.folderId(folder);
+    return (await this.query('SELECT hash FROM versions WHERE folder_id = ? AND path = ? ORDER BY id', [id, path])).map((r) => r.hash);
+  }
+
+  /** The paths of the items in the trash (not restored or purged), in the order they were deleted. */
+  async trashPaths(folder = 'Sync'): Promise<string[]> {
+    const id = await this.folderId(folder);
+    return (await this.query('SELECT path FROM trash_items WHERE folder_id = ? AND state = ? ORDER BY id', [id, 'trashed'])).map((r) => r.path);
+  }
+
+  /** When the server last saw the device named `name` (ms), or undefined. */
+  async lastSeen(name: string): Promise<number | undefined> {
+    const [row] = await this.query('SELECT last_seen_at FROM devices WHERE name = ?', [name]);
+    return row?.last_seen_at === null || row?.last_seen_at === undefined ? undefined : Number(row.last_seen_at);
+  }
+
   /** Every version's id, content hash, size and chunk list. */
   async manifests(): Promise<Array<{ id: number; hash: string; size: number; manifest: Uint8Array }>> {
     const rows = await this.query('SELECT id, hash, size, manifest FROM versions', []);

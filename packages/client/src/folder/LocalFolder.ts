@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { KeepsyncError, TEMP_PREFIX } from '@keepsync/protocol';
+import { KeepsyncError, TEMP_PREFIX, crashPoint } from '@keepsync/protocol';
 import { linkInTheWay, openNoFollow, parentsAreFolders, whereOpened } from './noFollow.js';
 
 /** What a path must still look like on disk before it may be replaced or removed. */
@@ -216,7 +216,9 @@ export class LocalFolder {
       // The stat of what was written, taken before it becomes visible: a save
       // made right after the rename must show up as a change, not be taken for ours.
       const written = await fsp.lstat(w.tmp);
+      crashPoint('client:before-rename');
       await fsp.rename(w.tmp, w.target);
+      crashPoint('client:after-rename');
       return await afterRename(w.target, written);
     } catch (err) {
       await fsp.rm(w.tmp, { force: true });

@@ -1,5 +1,5 @@
 import {
-  KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, diffManifest, errorMessage, isKeepsyncError, isWithin, manifestSize, packManifest, unpackManifest,
+  IGNORE_FILE, KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, crashPoint, diffManifest, errorMessage, isKeepsyncError, isWithin, manifestSize, packManifest, unpackManifest,
   type ChunkRef, type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex, RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
@@ -218,6 +218,8 @@ export class Engine {
     const addLocal = (l: LocalState) => {
       get(l.path).local = l;
     };
+    // Rules changed: what they cover now, or no longer, may lie anywhere in the folder.
+    if (this.dirtyLocal.has(IGNORE_FILE)) this.fullScan = true;
     if (this.fullScan) {
       this.fullScan = false;
       this.dirtyLocal.clear();
@@ -236,13 +238,13 @@ export class Engine {
       for (const s of this.index.allSynced()) if (!hidden(s.path)) get(s.path).synced = s;
       for (const r of this.index.allRemote()) if (!hidden(r.path)) get(r.path).remote = r;
       this.dirtyRemote.clear();
+      this.dropIgnored(states);
     } else {
       // A path under another dirty one is seen there: a folder is walked whole, and what a
       // vanished or replaced folder held joins the cycle through the index.
       const dirty = [...this.dirtyLocal].filter((p) => !hasAncestorIn(this.dirtyLocal, p));
       this.dirtyLocal.clear();
       let vanished = false;
-      if (dirty.some((p) => p === '.keepsyncignore')) this.scanner.loadIgnores();
       // Paths that could not be looked at (permissions): they and what lies under them sit this cycle out.
       const unknown: string[] = [];
       const stat = async (p: string) => {
@@ -296,6 +298,7 @@ export class Engine {
         }
       }
       for (const p of states.keys()) if (unknown.some((u) => isWithin(p, u))) states.delete(p);
+      this.dropIgnored(states);
       if (unknown.length > 0) this.unreadableSeen = true;
       // Deletions seen live count as a mass delete when they leave the root empty (an emptied disk),
       // however they were found (the watcher, or a path the server's changes named).
@@ -303,6 +306,21 @@ export class Engine {
       this.guardRoot(vanished ? this.folder.rootEntryCount() : undefined);
     }
     return states;
+  }
+
+  /**
+   * Paths the ignore rules cover sit the sync out, as unreadable ones do: the
+   * scanner does not see them, which is not a delete. A rule added for files
+   * that were synced leaves them on the server and on every other device
+   * (and here); their records stay, so that when the rule goes they are
+   * compared as before and only real changes travel.
+   */
+  private dropIgnored(states: Map<RelPath, PathStates>): void {
+    for (const [p, st] of states) {
+      if (st.local) continue;
+      const kind = st.synced?.kind ?? st.remote?.kind;
+      if (kind && this.scanner.isIgnored(p, kind === 'dir')) states.delete(p);
+    }
   }
 
   /**
@@ -516,6 +534,7 @@ export class Engine {
         case 'rename-local': {
           const st = await this.folder.rename(a.local.localPath, a.to, expectOf(a.local));
           if (st) {
+            crashPoint('client:after-move');
             this.index.tx(() => {
               this.followMove(a.from, a.to);
               const moved = this.index.synced(a.to);
@@ -676,7 +695,9 @@ export class Engine {
       const sent = batch;
       batch = [];
       bytes = 0;
+      crashPoint('client:before-push');
       const answer = await conn.request({ type: 'push', id: conn.id(), ops: sent.map((b) => b.op) }, 'pushed');
+      crashPoint('client:after-push');
       this.index.tx(() => sent.forEach((b, i) => this.recordResult(b.a, answer.results[i])));
       for (const [i, b] of sent.entries()) await this.afterResult(b.a, answer.results[i]);
       held += answer.results.filter((r) => r.status === 'ok' && r.held).length;

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import {
-  CloseCode, DEAD_PEER_MS, HEARTBEAT_INTERVAL_MS, KEEPSYNC_VERSION, KeepsyncError, MAX_FRAME, PROTOCOL_VERSION, decodeServerMessage,
+  CloseCode, DEAD_PEER_MS, crashPoint, HEARTBEAT_INTERVAL_MS, KEEPSYNC_VERSION, KeepsyncError, MAX_FRAME, PROTOCOL_VERSION, decodeServerMessage,
   encodeMessage, errorMessage, type ClientMessage, type ServerMessage, type ServerMessageOf, type WelcomeMsg,
 } from '@keepsync/protocol';
 import { connectPinned, networkError } from './pinnedTls.js';
@@ -226,7 +226,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.inFlight += data.byteLength;
     const id = this.id();
     const acked = this.request({ type: 'put-chunk', id, hash: Buffer.from(hash, 'hex'), data }, 'chunk-ok')
-      .then(() => undefined)
+      .then(() => crashPoint('client:chunk-acked'))
       .finally(() => {
         this.inFlight -= data.byteLength;
         for (const w of this.windowWaiters.splice(0)) w();

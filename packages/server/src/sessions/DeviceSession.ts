@@ -1,7 +1,7 @@
 import type { WebSocket } from 'ws';
 import {
   CloseCode, KeepsyncError, MAX_HASHES_PER_REQUEST, ProtocolError, decodeClientMessage, encodeMessage, errorMessage,
-  packHashes, unpackHashes, type ClientMessage, type ClientMessageOf, type ClientMessageType, type ServerMessage,
+  crashPoint, packHashes, unpackHashes, type ClientMessage, type ClientMessageOf, type ClientMessageType, type ServerMessage,
 } from '@keepsync/protocol';
 import type { ContentStore } from '../storage/ContentStore.js';
 import type { Folder } from '../sync/model.js';
@@ -222,6 +222,7 @@ export class DeviceSession {
         } finally {
           this.storing--;
         }
+        crashPoint('server:chunk-stored');
         await this.send({ type: 'chunk-ok', id: m.id });
       } catch (err) {
         const code = err instanceof KeepsyncError ? err.code : 'INTERNAL';

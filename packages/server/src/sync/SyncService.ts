@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import {
-  CHANGES_PAGE_SIZE, INLINE_MANIFEST_CHUNKS, KeepsyncError, diffManifest, unpackManifest,
+  CHANGES_PAGE_SIZE, INLINE_MANIFEST_CHUNKS, KeepsyncError, crashPoint, diffManifest, unpackManifest,
   type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { ContentStore } from '../storage/ContentStore.js';
@@ -85,6 +85,7 @@ export class SyncService extends EventEmitter<SyncServiceEvents> {
       // Durable first (chunks still syncing show as missing until then), then checked.
       await this.content.flush();
       await this.checkChunks(ops, (id) => this.meta.version(id));
+      crashPoint('server:before-commit');
     });
   }
 
@@ -103,7 +104,9 @@ export class SyncService extends EventEmitter<SyncServiceEvents> {
         await applier.finish();
         return { out, seq: applier.lastSeq, changed: applier.lastSeq !== locked.seq };
       });
+      crashPoint('server:after-commit');
       if (result.changed) this.emit('changed', folder.id, result.seq);
+      crashPoint('server:after-broadcast');
       return result.out;
     });
   }

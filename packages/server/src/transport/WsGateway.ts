@@ -18,6 +18,8 @@ export const SYNC_PATH = '/api/v1/sync';
 export const MAX_UNAUTHENTICATED = 256;
 /** Live connections per device; a newer one replaces the oldest (a half-open socket not yet reaped). */
 const MAX_SESSIONS_PER_DEVICE = 4;
+/** How long `close` waits for the connections it cut to finish closing, at most. */
+const CLOSE_WAIT_MS = 2000;
 
 /** What the gateway needs to know about device tokens. */
 export interface DeviceAuthenticator {
@@ -52,6 +54,8 @@ export class WsGateway {
   private readonly heartbeat: NodeJS.Timeout;
   private readonly alive = new WeakMap<WebSocket, boolean>();
   private readonly sessionOf = new WeakMap<WebSocket, DeviceSession>();
+  /** Database writes a closing connection started (the device's last-seen time): `close` waits for them. */
+  private readonly closingWrites = new Set<Promise<void>>();
 
   constructor(private readonly deps: GatewayDeps) {
     this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_INTERVAL_MS);
@@ -155,7 +159,9 @@ export class WsGateway {
     this.sessionOf.set(ws, session);
     ws.once('close', () => {
       this.deps.sessions.delete(session);
-      void this.deps.devices.touch(auth.device.id, { address }).catch(() => {});
+      const write = this.deps.devices.touch(auth.device.id, { address }).catch(() => {});
+      this.closingWrites.add(write);
+      void write.finally(() => this.closingWrites.delete(write));
     });
     await this.deps.devices.touch(auth.device.id, { address });
     await session.send({
@@ -177,9 +183,23 @@ export class WsGateway {
     }
   }
 
-  close(): void {
+  /**
+   * Cuts every connection and waits until they are closed and what their
+   * closing wrote is done, so that the database is closed after the last
+   * write, not under it (on PostgreSQL a write that waits for a connection
+   * of a pool being destroyed held the shutdown for a minute).
+   */
+  async close(): Promise<void> {
     clearInterval(this.heartbeat);
+    const closed = [...this.wss.clients].map((ws) => new Promise<void>((resolve) => {
+      if (ws.readyState === ws.CLOSED) resolve();
+      else ws.once('close', () => resolve());
+    }));
     for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
+    await Promise.race([Promise.all(closed).then(() => Promise.all([...this.closingWrites])), bound]);
+    clearTimeout(timer);
   }
 }

@@ -181,7 +181,7 @@ function opResult(v: unknown): OpResult {
   const o = v as Obj;
   switch (o.status) {
     case 'ok':
-      return { status: 'ok', version: int(o, 'version'), seq: int(o, 'seq') };
+      return { status: 'ok', version: int(o, 'version'), seq: int(o, 'seq'), ...(o.mtime !== undefined ? { mtime: num(o, 'mtime') } : {}) };
     case 'conflict':
       return { status: 'conflict', path: path(o, 'path'), version: int(o, 'version'), seq: int(o, 'seq') };
     case 'stale':

@@ -57,7 +57,15 @@ export type Op =
 
 /** What became of one op. */
 export type OpResult =
-  | { status: 'ok'; version: number; seq: number }
+  | {
+    status: 'ok'; version: number; seq: number;
+    /**
+     * Set when the path already held these very bytes and the server kept
+     * its version (A7: no new version): that version's mtime, which the
+     * device gives its file too, so every device ends with one mtime.
+     */
+    mtime?: number;
+  }
   /** The device's content was kept beside the current one at `path`. */
   | { status: 'conflict'; path: RelPath; version: number; seq: number }
   /** Refused because the server's state moved on; the device learns it from the feed. */

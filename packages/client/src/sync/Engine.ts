@@ -768,7 +768,8 @@ export class Engine {
         };
         if (r.status === 'ok') {
           this.index.putSynced(rec);
-          remote(a.path, { seq: r.seq, version: r.version, hash: c.hash, size: c.size, mtime: Math.round(a.local.mtime), exec: a.local.exec });
+          // The server already held these bytes (A7): its version and mtime stand; afterResult gives the file that mtime.
+          remote(a.path, { seq: r.seq, version: r.version, hash: c.hash, size: c.size, mtime: r.mtime ?? Math.round(a.local.mtime), exec: a.local.exec });
         }
         break;
       }
@@ -777,8 +778,15 @@ export class Engine {
     }
   }
 
-  /** Local follow-up of a conflict: the device's copy takes the conflict name here too. */
+  /**
+   * Local follow-up of a push: a conflict copy takes the conflict name here
+   * too; a file whose bytes the server already held takes the server's mtime.
+   */
   private async afterResult(a: Action, r: OpResult): Promise<void> {
+    if (r.status === 'ok' && a.kind === 'push-put' && r.mtime !== undefined && r.mtime !== Math.round(a.local.mtime)) {
+      await this.takeServerMtime(a, r.mtime);
+      return;
+    }
     if (r.status !== 'conflict') return;
     const local = (a as { local: LocalView }).local;
     const st = await this.folder.rename(local.localPath, r.path, expectOf(local));
@@ -796,6 +804,18 @@ export class Engine {
     this.opts.log(`conflict: ${local.path} changed elsewhere too; this device's version is kept as ${r.path}`);
     this.markLocal(local.localPath);
     this.markLocal(r.path);
+  }
+
+  /**
+   * Gives a pushed file the mtime of the version the server kept (the same
+   * bytes were there already), unless it changed since it was read: then
+   * the next cycle looks at it as at any other change.
+   */
+  private async takeServerMtime(a: Extract<Action, { kind: 'push-put' }>, mtime: number): Promise<void> {
+    const st = await this.folder.setMtime(a.local.localPath, mtime, expectOf(a.local));
+    const synced = this.index.synced(a.path);
+    if (st && synced?.kind === 'file') this.index.putSynced({ ...synced, mtime: st.mtimeMs, ino: st.ino, ctime: st.ctimeMs });
+    else this.markLocal(a.local.localPath);
   }
 
   /**

@@ -73,6 +73,12 @@ export class Engine {
   private fullScan = true;
   /** Paths whose last push failed, with the stat that failed, to avoid hot loops. */
   private readonly failing = new Map<string, string>();
+  /**
+   * Paths whose put named, as the base of its chunk list, a version the
+   * server no longer has (removed by retention, or with a purged trash item,
+   * while this device was away): sent whole until a put of them goes through.
+   */
+  private readonly wholeManifests = new Set<string>();
   /** Server changes that cannot be written here because a symbolic link holds their place: path → the link. */
   private readonly blocked = new Map<string, { at: string; id: string }>();
   private readonly reportedLinks = new Set<string>();
@@ -673,7 +679,12 @@ export class Engine {
       const sent = batch;
       batch = [];
       bytes = 0;
-      const answer = await conn.request({ type: 'push', id: conn.id(), ops: sent.map((b) => b.op) }, 'pushed');
+      const answer = await conn.request({ type: 'push', id: conn.id(), ops: sent.map((b) => b.op) }, 'pushed').catch((err: unknown) => {
+        // The whole push was refused for a base the server no longer has: the
+        // next cycle sends those puts whole (and uploads what chunks it lacks).
+        if (isKeepsyncError(err) && err.code === 'VERSION_UNKNOWN') for (const b of sent) if (b.op.op === 'put' && 'delta' in b.op.manifest) this.wholeManifests.add(b.op.path);
+        throw err;
+      });
       this.index.tx(() => sent.forEach((b, i) => this.recordResult(b.a, answer.results[i])));
       for (const [i, b] of sent.entries()) await this.afterResult(b.a, answer.results[i]);
       this.progress.fileUp(sent.length);
@@ -696,7 +707,7 @@ export class Engine {
         const c = a.local.content!;
         const full = packManifest(c.chunks);
         let manifest: ManifestRef = { full };
-        if (a.synced?.manifest && a.synced.version > 0) {
+        if (a.synced?.manifest && a.synced.version > 0 && !this.wholeManifests.has(a.path)) {
           const delta = diffManifest(a.synced.version, a.synced.manifest, full);
           if (delta.middle.byteLength + 64 < full.byteLength) manifest = { delta };
         }
@@ -725,6 +736,12 @@ export class Engine {
     if (r.status === 'error') {
       const l = 'local' in a ? a.local : undefined;
       const p = keyOf(a);
+      if (r.code === 'VERSION_UNKNOWN' && a.kind === 'push-put' && !this.wholeManifests.has(p)) {
+        // Its base went between the check and the change: sent whole next cycle.
+        this.wholeManifests.add(p);
+        this.markLocal(a.local.localPath);
+        return;
+      }
       this.failing.set(p, statKey(l));
       this.opts.log(`the server refused a change to ${p}: ${r.message}`);
       return;
@@ -761,6 +778,7 @@ export class Engine {
         remote(a.to, { kind: a.synced.kind, seq: r.seq, version: a.synced.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime, exec: a.synced.exec });
         break;
       case 'push-put': {
+        this.wholeManifests.delete(a.path);
         const c = a.local.content!;
         const rec: SyncedRecord = {
           path: r.status === 'conflict' ? r.path : a.path, kind: 'file', version: r.version, hash: c.hash, size: c.size,

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { TestDevice, forEachDatabase, scenario, type Scenario } from '../helpers/cluster.js';
+import { randomBytes } from 'node:crypto';
+import { TestDevice, forEachDatabase, scenario, sortedTree, type Scenario } from '../helpers/cluster.js';
 import { Relay } from '../helpers/network.js';
+import { AdminClient } from '../helpers/rawDevice.js';
 import { ServerIndex } from '../helpers/serverIndex.js';
-import { sha256 } from '../helpers/serverContent.js';
+import { ContentLog, serverTree, sha256 } from '../helpers/serverContent.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -24,6 +26,22 @@ function place(d: TestDevice, rel: string, data: string | Buffer, mtimeMs: numbe
 }
 
 const traceLines = (d: TestDevice, re: RegExp) => (d.live?.stderr ?? '').split('\n').filter((l) => re.test(l)).length;
+
+/** A device's folder as path → sha256 ('/' for folders), as serverTree reports the server's. */
+const hashes = (d: TestDevice) => new Map([...d.tree()].map(([p, v]) => [p, v === '/' ? '/' : sha256(Buffer.from(v, 'base64'))]));
+
+/** Syncs each device once, twice round: whatever one sent, the others have. */
+async function settle(...devices: TestDevice[]): Promise<void> {
+  for (const d of devices) await d.syncOnce();
+  for (const d of devices) await d.syncOnce();
+}
+
+/** Asserts that every device holds the server's tree; answers it. */
+async function agreed(admin: AdminClient, ...devices: TestDevice[]): Promise<Map<string, string>> {
+  const server = await serverTree(admin);
+  for (const d of devices) assert.deepEqual(sortedTree(hashes(d)), sortedTree(server), `${d.name} differs from the server`);
+  return server;
+}
 
 describe('Races pinned by holding one device\'s link', function () {
   this.timeout(120_000);
@@ -61,6 +79,7 @@ describe('Races pinned by holding one device\'s link', function () {
       await desktop.syncOnce();
       desktop.env = { KEEPSYNC_TRACE: '1' };
       await desktop.start();
+      await waitFor('the desktop\'s first cycle to end', () => traceLines(desktop, /^keepsync trace: nothing to do/) > 0);
       const link = relay!;
 
       // The desktop creates the file; its cycle asks for the server's changes,
@@ -71,7 +90,9 @@ describe('Races pinned by holding one device\'s link', function () {
       const laptopMtime = Date.UTC(2002, 1, 2, 12, 0, 0, 222);
       const data = 'the same bytes, written on two devices\n';
       place(desktop, 'same.txt', data, desktopMtime);
-      await waitFor('the desktop to ask for the server\'s changes', () => traceLines(desktop, /^> list /) > lists && link.heldDown > 0);
+      await waitFor('the desktop to ask for the server\'s changes', () => traceLines(desktop, /^> list /) > lists && link.heldDown > 0).catch((err: Error) => {
+        throw new Error(`${err.message} (held ${link.heldDown} bytes)\n${desktop.live?.stderr.slice(-3000)}`);
+      });
       // ...while the laptop creates the same bytes, with another mtime, and sends them first.
       place(laptop, 'same.txt', data, laptopMtime);
       await laptop.syncOnce();
@@ -94,6 +115,85 @@ describe('Races pinned by holding one device\'s link', function () {
         assert.equal(fs.statSync(d.p('same.txt')).mtimeMs, laptopMtime, `${d.name}'s mtime of same.txt`);
         assert.deepEqual(fs.readdirSync(d.dir).filter((n) => !n.startsWith('.keepsync')).sort(), ['same.txt'], `${d.name} has no conflict copy`);
       }
+    });
+
+    describe('A5: a rename racing', () => {
+      let laptop: TestDevice;
+      let desktop: TestDevice;
+      let admin: AdminClient;
+      let log: ContentLog;
+      const original = 'the file both devices hold\n';
+
+      beforeEach(async () => {
+        s = await scenario(kind);
+        admin = await AdminClient.login(s.server);
+        log = new ContentLog();
+        laptop = await s.addDevice('laptop');
+        desktop = await s.addDevice('desktop');
+        laptop.write('doc.txt', log.add('doc.txt', original));
+        await settle(laptop, desktop);
+      });
+
+      for (const first of ['laptop', 'desktop'] as const) {
+        it(`a rename of the same file on another device (${first} first): both names keep the content, the old name goes`, async () => {
+          fs.renameSync(laptop.p('doc.txt'), laptop.p('by-laptop.txt'));
+          fs.renameSync(desktop.p('doc.txt'), desktop.p('by-desktop.txt'));
+          const order = first === 'laptop' ? [laptop, desktop] : [desktop, laptop];
+          await settle(...order);
+          const tree = await agreed(admin, laptop, desktop);
+          // Neither rename is lost: the file is under both names, once each; the name both left is gone.
+          assert.deepEqual(sortedTree(tree), sortedTree(new Map([['by-desktop.txt', sha256(original)], ['by-laptop.txt', sha256(original)]])));
+          await log.assertNothingLost(admin);
+        });
+
+        it(`an edit of the renamed file on another device (${first} first): the edit stays at the old name, the rename keeps what it moved`, async () => {
+          fs.renameSync(laptop.p('doc.txt'), laptop.p('renamed.txt'));
+          const edit = 'edited on the desktop while the laptop renamed it\n';
+          desktop.write('doc.txt', log.add('doc.txt', edit));
+          const order = first === 'laptop' ? [laptop, desktop] : [desktop, laptop];
+          await settle(...order);
+          const tree = await agreed(admin, laptop, desktop);
+          // Whichever reached the server first, the same outcome: nothing overwritten, nothing lost.
+          assert.deepEqual(sortedTree(tree), sortedTree(new Map([['doc.txt', sha256(edit)], ['renamed.txt', sha256(original)]])));
+          await log.assertNothingLost(admin);
+        });
+      }
+    });
+
+    it('D2: a save made while a download of the same file is on its way is never overwritten; both contents stay', async () => {
+      s = await scenario(kind);
+      const admin = await AdminClient.login(s.server);
+      const log = new ContentLog();
+      const laptop = await s.addDevice('laptop');
+      const desktop = await s.addDevice('desktop');
+      const v1 = randomBytes(300_000);
+      laptop.write('doc.bin', log.add('doc.bin', v1));
+      await settle(laptop, desktop);
+      // The desktop downloads slowly (256 KiB/s): a 3 MB change takes seconds to arrive.
+      desktop.env = { KEEPSYNC_TRACE: '1' };
+      await desktop.start(['--max-download', '256K']);
+
+      const v2 = randomBytes(3_000_000);
+      laptop.write('doc.bin', log.add('doc.bin', v2));
+      await laptop.syncOnce();
+      await waitFor('the desktop to be receiving the laptop\'s change', () => traceLines(desktop, /^< chunk-data /) > 0);
+      // The user saves the file on the desktop while the laptop's version is on its way.
+      assert.ok(fs.readFileSync(desktop.p('doc.bin')).equals(v1), 'the download was already applied: the race was not pinned');
+      const saved = 'saved on the desktop while the download ran\n';
+      desktop.write('doc.bin', log.add('doc.bin', saved));
+      const pushed = traceLines(desktop, /^< pushed /);
+      await waitFor('the desktop to send its save', () => traceLines(desktop, /^< pushed /) > pushed, 60_000);
+      await desktop.stop();
+      await settle(desktop, laptop);
+
+      const tree = await agreed(admin, laptop, desktop);
+      // The laptop's change reached the server first and stays; the save is the conflict copy, on both devices.
+      assert.equal(tree.get('doc.bin'), sha256(v2));
+      const copies = [...tree.keys()].filter((p) => p !== 'doc.bin');
+      assert.equal(copies.length, 1, copies.join(', '));
+      assert.match(copies[0], /^doc \(conflict from desktop \d{4}-\d{2}-\d{2} \d{6}\)\.bin$/);
+      assert.equal(tree.get(copies[0]), sha256(saved));
+      await log.assertNothingLost(admin);
     });
   });
 });

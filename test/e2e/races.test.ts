@@ -117,6 +117,30 @@ describe('Races pinned by holding one device\'s link', function () {
       }
     });
 
+    it('A7: a large file written with the same bytes on two devices, then edited on one, reaches the other (its chunk list is the server\'s)', async () => {
+      s = await scenario(kind);
+      const admin = await AdminClient.login(s.server);
+      const laptop = await s.addDevice('laptop');
+      const desktop = await s.addDevice('desktop');
+      // Large enough that the changes feed leaves its chunk list out (more than 16 chunks).
+      laptop.write('big.bin', randomBytes(2_000_000));
+      await settle(laptop, desktop);
+      // The same new bytes on both, the desktop offline: it finds them on the server when it comes back.
+      const same = randomBytes(2_000_000);
+      laptop.write('big.bin', same);
+      await laptop.syncOnce();
+      desktop.write('big.bin', same);
+      await desktop.syncOnce();
+      // An edit of a part of it, sent as a change against that version, then taken by the desktop.
+      const edited = Buffer.from(same);
+      Buffer.from('a paragraph rewritten on the laptop').copy(edited, 1_000_000);
+      laptop.write('big.bin', edited);
+      await laptop.syncOnce();
+      await desktop.syncOnce();
+      assert.ok(fs.readFileSync(desktop.p('big.bin')).equals(edited), 'the desktop has the edit');
+      assert.equal((await agreed(admin, laptop, desktop)).size, 1);
+    });
+
     describe('A5: a rename racing', () => {
       let laptop: TestDevice;
       let desktop: TestDevice;

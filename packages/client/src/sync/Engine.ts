@@ -543,7 +543,9 @@ export class Engine {
             const st = await this.folder.setMtime(l.localPath, r.mtime, expectOf(l));
             if (st) l = { ...l, mtime: st.mtimeMs, ctime: st.ctimeMs };
           }
-          if (r) this.index.putSynced({ ...syncedFromRemote(r, l.ino, l.mtime), size: l.size, ctime: l.ctime, manifest: r.manifest ?? s?.manifest ?? (l.content ? packManifest(l.content.chunks) : null) });
+          // The chunk list kept must be that of the version recorded (later deltas are made against it):
+          // the server's when it sent one, the one last synced only when it is the same version, else none.
+          if (r) this.index.putSynced({ ...syncedFromRemote(r, l.ino, l.mtime), size: l.size, ctime: l.ctime, manifest: r.manifest ?? (s?.version === r.version ? s.manifest : null) });
           else if (s) this.index.putSynced({ ...s, size: l.size, mtime: l.mtime, ino: l.ino, exec: l.exec, ctime: l.ctime });
           break;
         }
@@ -625,7 +627,15 @@ export class Engine {
     if (!manifest) {
       const base = a.synced?.kind === 'file' && a.synced.manifest ? a.synced : undefined;
       const answer = await conn.request({ type: 'get-manifest', id: conn.id(), version: r.version, base: base?.version ?? 0 }, 'manifest');
-      manifest = resolveManifest(answer.manifest, base);
+      try {
+        manifest = resolveManifest(answer.manifest, base);
+      } catch (err) {
+        if (!base) throw err;
+        // The chunk list kept for the base is not the server's (an index written by an
+        // earlier release, say): ask for the whole list rather than fail every cycle.
+        const whole = await conn.request({ type: 'get-manifest', id: conn.id(), version: r.version, base: 0 }, 'manifest');
+        manifest = resolveManifest(whole.manifest, undefined);
+      }
       if (manifestSize(manifest) !== r.size) throw new KeepsyncError('FRAME_INVALID', `the server sent a chunk list for ${r.path} that does not add up to its size`);
     }
     const localPath = a.local?.localPath ?? a.path;
@@ -736,8 +746,9 @@ export class Engine {
     if (r.status === 'error') {
       const l = 'local' in a ? a.local : undefined;
       const p = keyOf(a);
-      if (r.code === 'VERSION_UNKNOWN' && a.kind === 'push-put' && !this.wholeManifests.has(p)) {
-        // Its base went between the check and the change: sent whole next cycle.
+      if ((r.code === 'VERSION_UNKNOWN' || r.code === 'FRAME_INVALID') && a.kind === 'push-put' && a.synced?.manifest && !this.wholeManifests.has(p)) {
+        // Its base went between the check and the change, or the chunk list kept for it
+        // is not the server's: sent whole next cycle.
         this.wholeManifests.add(p);
         this.markLocal(a.local.localPath);
         return;

@@ -741,6 +741,9 @@ export class Engine {
         this.index.deleteSynced(p);
         for (const s of this.index.syncedUnder(p)) this.index.deleteSynced(s.path);
       }
+      // A move the server refused (the file changed or went there) leaves the file under its
+      // new name known to no one: looked at again next cycle, it goes up as a new file.
+      if (a.kind === 'push-move') this.markLocal(a.local.localPath);
       return;
     }
     if (r.status === 'error') {

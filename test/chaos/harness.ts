@@ -280,8 +280,7 @@ class ChaosRun implements Ctx {
       else if (l.kind !== e.kind) out.push(`${name} has ${p} as a ${l.kind}, the server as a ${e.kind}`);
       else if (e.kind === 'file' && l.hash !== e.hash) out.push(`${name} has other content at ${p}`);
       else if (e.kind === 'file' && l.exec !== e.exec) out.push(`${name}: executable bit of ${p} differs`);
-      // Known gap: the same bytes created at once on two devices may keep each its own mtime (the content agrees).
-      else if (mtimes && e.kind === 'file' && !/^same-\d+\.txt$/.test(p) && Math.abs(l.mtime - e.mtime) > 1) out.push(`${name}: mtime of ${p} is ${new Date(l.mtime).toISOString()}, the server's ${new Date(e.mtime).toISOString()}`);
+      else if (mtimes && e.kind === 'file' && Math.abs(l.mtime - e.mtime) > 1) out.push(`${name}: mtime of ${p} is ${new Date(l.mtime).toISOString()}, the server's ${new Date(e.mtime).toISOString()}`);
     }
     for (const [p, l] of local) if (!server.has(p)) out.push(`${name} has ${p} (${l.kind}) that the server does not`);
     return out;

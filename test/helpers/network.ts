@@ -95,6 +95,9 @@ export class Relay {
   holdUp = false;
   /** Bytes held by `holdUp` right now. */
   heldUp = 0;
+  /** The same toward the device: the server's answers wait in the relay until `release`. */
+  holdDown = false;
+  heldDown = 0;
   private readonly releasers = new Set<() => void>();
   blackhole = false;
   private refusing = false;
@@ -186,24 +189,26 @@ export class Relay {
       queue.push({ ...p, at: lastAt });
       timer ??= setTimeout(pump, Math.max(0, queue[0].at - Date.now()));
     };
-    // Held back by `holdUp` (toward the server only), sent in order on `release`.
+    // Held back by `holdUp` (toward the server) or `holdDown` (toward the device), sent in order on `release`.
     const waiting: Piece[] = [];
+    const count = (n: number) => {
+      if (dir === 'up') this.heldUp += n;
+      else this.heldDown += n;
+    };
     const hold = (p: Piece) => {
-      if (dir !== 'up' || (!this.holdUp && waiting.length === 0)) return false;
+      if (!(dir === 'up' ? this.holdUp : this.holdDown) && waiting.length === 0) return false;
       waiting.push(p);
-      this.heldUp += p.buf?.length ?? 0;
+      count(p.buf?.length ?? 0);
       return true;
     };
     const release = () => {
       for (const p of waiting.splice(0)) {
-        this.heldUp -= p.buf?.length ?? 0;
+        count(-(p.buf?.length ?? 0));
         send(p);
       }
     };
-    if (dir === 'up') {
-      this.releasers.add(release);
-      src.on('close', () => this.releasers.delete(release));
-    }
+    this.releasers.add(release);
+    src.on('close', () => this.releasers.delete(release));
     src.on('data', (buf: Buffer) => {
       if (this.blackhole) return;
       held += buf.length;
@@ -237,9 +242,10 @@ export class Relay {
     for (const s of this.sockets) s.destroy();
   }
 
-  /** Lets the bytes held by `holdUp` go, in order, and holds no more. */
+  /** Lets the bytes held by `holdUp` and `holdDown` go, in order, and holds no more. */
   release(): void {
     this.holdUp = false;
+    this.holdDown = false;
     for (const r of this.releasers) r();
   }
 

@@ -71,6 +71,13 @@ export class ServerIndex {
     return new Set((await this.query('SELECT DISTINCT hash FROM versions WHERE folder_id = ?', [id])).map((r) => r.hash));
   }
 
+  /** The versions kept for one path, oldest first. */
+  async versionsOf(file: string, folder = 'Sync'): Promise<Array<{ id: number; hash: string; mtime: number }>> {
+    const id = await this.folderId(folder);
+    const rows = await this.query('SELECT id, hash, mtime FROM versions WHERE folder_id = ? AND path = ? ORDER BY id', [id, file]);
+    return rows.map((r) => ({ id: Number(r.id), hash: r.hash, mtime: Number(r.mtime) }));
+  }
+
   async hasVersion(hash: string, folder = 'Sync'): Promise<boolean> {
     const id = await this.folderId(folder);
     return (await this.query('SELECT 1 AS one FROM versions WHERE folder_id = ? AND hash = ? LIMIT 1', [id, hash])).length > 0;

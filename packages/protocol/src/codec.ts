@@ -183,6 +183,7 @@ function opResult(v: unknown): OpResult {
     case 'ok': {
       const r: OpResult = { status: 'ok', version: int(o, 'version'), seq: int(o, 'seq') };
       if (o.held === true) r.held = true;
+      if (o.mtime !== undefined) r.mtime = num(o, 'mtime');
       return r;
     }
     case 'conflict':

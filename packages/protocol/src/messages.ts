@@ -57,8 +57,17 @@ export type Op =
 
 /** What became of one op. */
 export type OpResult =
-  /** `held`: a delete the server holds for the admin to apply or undo (a burst, SAFETY.md E2). */
-  | { status: 'ok'; version: number; seq: number; held?: true }
+  | {
+    status: 'ok'; version: number; seq: number;
+    /** A delete the server holds for the admin to apply or undo (a burst, SAFETY.md E2). */
+    held?: true;
+    /**
+     * Set when the path already held these very bytes and the server kept
+     * its version (A7: no new version): that version's mtime, which the
+     * device gives its file too, so every device ends with one mtime.
+     */
+    mtime?: number;
+  }
   /** The device's content was kept beside the current one at `path`. */
   | { status: 'conflict'; path: RelPath; version: number; seq: number }
   /** Refused because the server's state moved on; the device learns it from the feed. */

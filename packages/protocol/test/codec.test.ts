@@ -82,6 +82,13 @@ describe('codec', () => {
       const frame = encode({ type: 'changes', id: 1, seq: 1, more: false, entries: [{ path: '../x', kind: 'file', deleted: false, seq: 1, version: 1, size: 0, hash: '', mtime: 0, exec: false }] });
       assert.throws(() => decodeServerMessage(frame), /invalid path/);
     });
+
+    it('passes on the mtime of a version the server kept (the same bytes pushed again), and refuses one that is not a number', () => {
+      const pushed = (result: object) => decodeServerMessage(encode({ type: 'pushed', id: 1, results: [result] }));
+      assert.deepEqual(pushed({ status: 'ok', version: 3, seq: 7, mtime: 1_600_000_000_123 }), { type: 'pushed', id: 1, results: [{ status: 'ok', version: 3, seq: 7, mtime: 1_600_000_000_123 }] });
+      assert.deepEqual(pushed({ status: 'ok', version: 3, seq: 7 }), { type: 'pushed', id: 1, results: [{ status: 'ok', version: 3, seq: 7 }] });
+      assert.throws(() => pushed({ status: 'ok', version: 3, seq: 7, mtime: 'yesterday' }), /mtime must be a number/);
+    });
   });
 
   describe('manifest delta', () => {

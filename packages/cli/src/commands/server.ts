@@ -30,12 +30,13 @@ export default async function run(argv: string[]): Promise<number> {
     keyFile: values.key,
     insecureHttp: values['insecure-http'],
   });
-  const out = (line: string) => process.stdout.write(`${line}\n`);
-  out(`keepsync server listening on ${server.url}`);
-  out(`admin page: ${server.url}/admin`);
-  if (server.fingerprint) out(`certificate fingerprint: sha256/${server.fingerprint}`);
-  else out('plain HTTP: TLS is expected to be terminated by a reverse proxy in front of this server');
-  if (server.adminPassword) out(`admin password: ${server.adminPassword}`);
+  const lines = [`keepsync server listening on ${server.url}`, `admin page: ${server.url}/admin`];
+  if (server.fingerprint) lines.push(`certificate fingerprint: sha256/${server.fingerprint}`);
+  else lines.push('plain HTTP: TLS is expected to be terminated by a reverse proxy in front of this server');
+  if (server.adminPassword) lines.push(`admin password: ${server.adminPassword}`);
+  // One write: whoever reads the output to learn the address (a script, a
+  // test) finds the password with it, not in a later piece of the pipe.
+  process.stdout.write(lines.map((l) => `${l}\n`).join(''));
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

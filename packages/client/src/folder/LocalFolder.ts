@@ -217,8 +217,21 @@ export class LocalFolder {
       // made right after the rename must show up as a change, not be taken for ours.
       const written = await fsp.lstat(w.tmp);
       crashPoint('client:before-rename');
-      await fsp.rename(w.tmp, w.target);
+      // The file replaced goes aside first and is looked at again: a save made
+      // since the check above is given back, and the download waits.
+      const aside = exp.absent ? undefined : await this.setAside(localPath, exp);
+      if (aside === false) {
+        await fsp.rm(w.tmp, { force: true });
+        return undefined;
+      }
+      if (!(await placeNew(w.tmp, w.target))) {
+        // A file was made at the place meanwhile: it stays, the download waits.
+        if (aside) await fsp.rm(aside, { force: true });
+        await fsp.rm(w.tmp, { force: true });
+        return undefined;
+      }
       crashPoint('client:after-rename');
+      if (aside) await fsp.rm(aside, { force: true });
       return await afterRename(w.target, written);
     } catch (err) {
       await fsp.rm(w.tmp, { force: true });
@@ -248,11 +261,41 @@ export class LocalFolder {
     return st.mtimeMs === mtime && st.size === exp.size && st.ino === exp.ino ? st : undefined;
   }
 
-  /** Removes a file only if it is still what the index last synced. */
+  /**
+   * Removes a file only if it is still what the index last synced. It is
+   * renamed aside first and looked at again there: a save that slipped in
+   * between the check and the removal is given back, not deleted with it.
+   */
   async removeFile(localPath: string, exp: Expected): Promise<boolean> {
     if (!(await this.matches(localPath, exp))) return false;
-    await fsp.rm(this.abs(localPath), { force: true });
+    const aside = await this.setAside(localPath, exp);
+    if (aside === false) return false;
+    if (aside) await fsp.rm(aside, { force: true });
     return true;
+  }
+
+  /**
+   * Renames the file at `localPath` to a temporary name beside it, then checks
+   * that what was moved is still `exp`. Answers the temporary path; undefined
+   * when nothing was there any more; false when the file had changed (a save
+   * between the caller's check and the rename): it is put back first.
+   */
+  private async setAside(localPath: string, exp: Expected): Promise<string | undefined | false> {
+    const abs = this.abs(localPath);
+    const aside = this.tempPath(localPath, `aside-${randomBytes(8).toString('hex')}`);
+    try {
+      await fsp.rename(abs, aside);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const st = await fsp.lstat(aside);
+    // The rename itself changes the status change time: size, mtime and inode tell a save.
+    if (st.isFile() && (exp.size === undefined || st.size === exp.size) && (exp.mtime === undefined || st.mtimeMs === exp.mtime) && (exp.ino === undefined || st.ino === exp.ino)) {
+      return aside;
+    }
+    await giveBack(aside, abs);
+    return false;
   }
 
   /** Removes a folder only when it is empty (its contents were handled first). */
@@ -349,6 +392,42 @@ export class LocalFolder {
  * changes the status change time, unless the file changed meanwhile (other
  * inode, size or mtime), when the stat from before stands and the change shows.
  */
+/**
+ * Makes `tmp` visible at `target` unless something is there (made since the
+ * caller looked): answers false then, and nothing is replaced. A hard link
+ * refuses to replace; where links are not supported, a look and a rename.
+ */
+async function placeNew(tmp: string, target: string): Promise<boolean> {
+  try {
+    await fsp.link(tmp, target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw err;
+    if (await fsp.lstat(target).then(() => true, () => false)) return false;
+    await fsp.rename(tmp, target);
+    return true;
+  }
+  await fsp.rm(tmp, { force: true });
+  return true;
+}
+
+/**
+ * Puts a file set aside back at `target`; when a new file took the place
+ * meanwhile, beside it as `NAME (kept TIME)`: never left under a temporary
+ * name, which a later scan would remove.
+ */
+async function giveBack(aside: string, target: string): Promise<void> {
+  if (await placeNew(aside, target).catch(() => false)) return;
+  const ext = path.extname(target);
+  const stem = target.slice(0, target.length - ext.length);
+  for (let i = 0; ; i++) {
+    const beside = `${stem} (kept ${new Date().toISOString().replace(/[:.]/g, '')}${i > 0 ? ` ${i + 1}` : ''})${ext}`;
+    if (await placeNew(aside, beside).catch(() => false)) return;
+    if (i >= 20) throw new Error(`bug: no free name beside ${target} for a file to give back`);
+  }
+}
+
 async function afterRename(target: string, before: fs.Stats): Promise<fs.Stats> {
   const after = await fsp.lstat(target).catch(() => undefined);
   return after && after.ino === before.ino && after.size === before.size && after.mtimeMs === before.mtimeMs ? after : before;

@@ -73,6 +73,12 @@ export class Engine {
   private fullScan = true;
   /** Paths whose last push failed, with the stat that failed, to avoid hot loops. */
   private readonly failing = new Map<string, string>();
+  /**
+   * Paths whose put named, as the base of its chunk list, a version the
+   * server no longer has (removed by retention, or with a purged trash item,
+   * while this device was away): sent whole until a put of them goes through.
+   */
+  private readonly wholeManifests = new Set<string>();
   /** Server changes that cannot be written here because a symbolic link holds their place: path → the link. */
   private readonly blocked = new Map<string, { at: string; id: string }>();
   private readonly reportedLinks = new Set<string>();
@@ -558,7 +564,9 @@ export class Engine {
             const st = await this.folder.setMtime(l.localPath, r.mtime, expectOf(l));
             if (st) l = { ...l, mtime: st.mtimeMs, ctime: st.ctimeMs };
           }
-          if (r) this.index.putSynced({ ...syncedFromRemote(r, l.ino, l.mtime), size: l.size, ctime: l.ctime, manifest: r.manifest ?? s?.manifest ?? (l.content ? packManifest(l.content.chunks) : null) });
+          // The chunk list kept must be that of the version recorded (later deltas are made against it):
+          // the server's when it sent one, the one last synced only when it is the same version, else none.
+          if (r) this.index.putSynced({ ...syncedFromRemote(r, l.ino, l.mtime), size: l.size, ctime: l.ctime, manifest: r.manifest ?? (s?.version === r.version ? s.manifest : null) });
           else if (s) this.index.putSynced({ ...s, size: l.size, mtime: l.mtime, ino: l.ino, exec: l.exec, ctime: l.ctime });
           break;
         }
@@ -640,7 +648,15 @@ export class Engine {
     if (!manifest) {
       const base = a.synced?.kind === 'file' && a.synced.manifest ? a.synced : undefined;
       const answer = await conn.request({ type: 'get-manifest', id: conn.id(), version: r.version, base: base?.version ?? 0 }, 'manifest');
-      manifest = resolveManifest(answer.manifest, base);
+      try {
+        manifest = resolveManifest(answer.manifest, base);
+      } catch (err) {
+        if (!base) throw err;
+        // The chunk list kept for the base is not the server's (an index written by an
+        // earlier release, say): ask for the whole list rather than fail every cycle.
+        const whole = await conn.request({ type: 'get-manifest', id: conn.id(), version: r.version, base: 0 }, 'manifest');
+        manifest = resolveManifest(whole.manifest, undefined);
+      }
       if (manifestSize(manifest) !== r.size) throw new KeepsyncError('FRAME_INVALID', `the server sent a chunk list for ${r.path} that does not add up to its size`);
     }
     const localPath = a.local?.localPath ?? a.path;
@@ -696,7 +712,12 @@ export class Engine {
       batch = [];
       bytes = 0;
       crashPoint('client:before-push');
-      const answer = await conn.request({ type: 'push', id: conn.id(), ops: sent.map((b) => b.op) }, 'pushed');
+      const answer = await conn.request({ type: 'push', id: conn.id(), ops: sent.map((b) => b.op) }, 'pushed').catch((err: unknown) => {
+        // The whole push was refused for a base the server no longer has: the
+        // next cycle sends those puts whole (and uploads what chunks it lacks).
+        if (isKeepsyncError(err) && err.code === 'VERSION_UNKNOWN') for (const b of sent) if (b.op.op === 'put' && 'delta' in b.op.manifest) this.wholeManifests.add(b.op.path);
+        throw err;
+      });
       crashPoint('client:after-push');
       this.index.tx(() => sent.forEach((b, i) => this.recordResult(b.a, answer.results[i])));
       for (const [i, b] of sent.entries()) await this.afterResult(b.a, answer.results[i]);
@@ -724,7 +745,7 @@ export class Engine {
         const c = a.local.content!;
         const full = packManifest(c.chunks);
         let manifest: ManifestRef = { full };
-        if (a.synced?.manifest && a.synced.version > 0) {
+        if (a.synced?.manifest && a.synced.version > 0 && !this.wholeManifests.has(a.path)) {
           const delta = diffManifest(a.synced.version, a.synced.manifest, full);
           if (delta.middle.byteLength + 64 < full.byteLength) manifest = { delta };
         }
@@ -748,11 +769,21 @@ export class Engine {
         this.index.deleteSynced(p);
         for (const s of this.index.syncedUnder(p)) this.index.deleteSynced(s.path);
       }
+      // A move the server refused (the file changed or went there) leaves the file under its
+      // new name known to no one: looked at again next cycle, it goes up as a new file.
+      if (a.kind === 'push-move') this.markLocal(a.local.localPath);
       return;
     }
     if (r.status === 'error') {
       const l = 'local' in a ? a.local : undefined;
       const p = keyOf(a);
+      if ((r.code === 'VERSION_UNKNOWN' || r.code === 'FRAME_INVALID') && a.kind === 'push-put' && a.synced?.manifest && !this.wholeManifests.has(p)) {
+        // Its base went between the check and the change, or the chunk list kept for it
+        // is not the server's: sent whole next cycle.
+        this.wholeManifests.add(p);
+        this.markLocal(a.local.localPath);
+        return;
+      }
       this.failing.set(p, statKey(l));
       this.opts.log(`the server refused a change to ${p}: ${r.message}`);
       return;
@@ -789,6 +820,7 @@ export class Engine {
         remote(a.to, { kind: a.synced.kind, seq: r.seq, version: a.synced.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime, exec: a.synced.exec });
         break;
       case 'push-put': {
+        this.wholeManifests.delete(a.path);
         const c = a.local.content!;
         const rec: SyncedRecord = {
           path: r.status === 'conflict' ? r.path : a.path, kind: 'file', version: r.version, hash: c.hash, size: c.size,
@@ -796,7 +828,8 @@ export class Engine {
         };
         if (r.status === 'ok') {
           this.index.putSynced(rec);
-          remote(a.path, { seq: r.seq, version: r.version, hash: c.hash, size: c.size, mtime: Math.round(a.local.mtime), exec: a.local.exec });
+          // The server already held these bytes (A7): its version and mtime stand; afterResult gives the file that mtime.
+          remote(a.path, { seq: r.seq, version: r.version, hash: c.hash, size: c.size, mtime: r.mtime ?? Math.round(a.local.mtime), exec: a.local.exec });
         }
         break;
       }
@@ -805,8 +838,15 @@ export class Engine {
     }
   }
 
-  /** Local follow-up of a conflict: the device's copy takes the conflict name here too. */
+  /**
+   * Local follow-up of a push: a conflict copy takes the conflict name here
+   * too; a file whose bytes the server already held takes the server's mtime.
+   */
   private async afterResult(a: Action, r: OpResult): Promise<void> {
+    if (r.status === 'ok' && a.kind === 'push-put' && r.mtime !== undefined && r.mtime !== Math.round(a.local.mtime)) {
+      await this.takeServerMtime(a, r.mtime);
+      return;
+    }
     if (r.status !== 'conflict') return;
     const local = (a as { local: LocalView }).local;
     const st = await this.folder.rename(local.localPath, r.path, expectOf(local));
@@ -824,6 +864,18 @@ export class Engine {
     this.opts.log(`conflict: ${local.path} changed elsewhere too; this device's version is kept as ${r.path}`);
     this.markLocal(local.localPath);
     this.markLocal(r.path);
+  }
+
+  /**
+   * Gives a pushed file the mtime of the version the server kept (the same
+   * bytes were there already), unless it changed since it was read: then
+   * the next cycle looks at it as at any other change.
+   */
+  private async takeServerMtime(a: Extract<Action, { kind: 'push-put' }>, mtime: number): Promise<void> {
+    const st = await this.folder.setMtime(a.local.localPath, mtime, expectOf(a.local));
+    const synced = this.index.synced(a.path);
+    if (st && synced?.kind === 'file') this.index.putSynced({ ...synced, mtime: st.mtimeMs, ino: st.ino, ctime: st.ctimeMs });
+    else this.markLocal(a.local.localPath);
   }
 
   /**

@@ -180,8 +180,9 @@ export class PushApplier {
     const cur = await this.live(op.path);
     const content = { size: op.size, hash: op.hash, mtime: op.mtime, exec: op.exec };
     if (cur?.kind === 'file' && cur.hash === op.hash && cur.exec === op.exec) {
-      // The same bytes: nothing to keep, no conflict (A7).
-      return { status: 'ok', version: cur.versionId, seq: cur.seq };
+      // The same bytes: nothing to keep, no conflict (A7). The device takes
+      // the kept version's mtime, or it would keep its own for good.
+      return { status: 'ok', version: cur.versionId, seq: cur.seq, mtime: cur.mtime };
     }
     let target = op.path;
     const conflict = cur !== undefined && !(cur.kind === 'file' && cur.versionId === op.base);

@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { LocalFolder, type Expected } from '../src/folder/LocalFolder.js';
+
+/*
+ * A save landing between the engine's last look at a file and its removal or
+ * replacement (SAFETY.md I1, D2). The race is pinned by wrapping the real
+ * file system calls: the first one that would touch the file after the check
+ * first lets the "user" save it.
+ */
+
+type Patched = 'rm' | 'rename' | 'link';
+
+/** Runs `save` just before the first rm, rename or link from or onto `abs`; answers a function that restores fs. */
+function saveJustBefore(abs: string, save: () => void): () => void {
+  const originals = { rm: fsp.rm, rename: fsp.rename, link: fsp.link };
+  let done = false;
+  const wrap = <K extends Patched>(name: K) => {
+    const original = originals[name] as (...args: unknown[]) => Promise<unknown>;
+    (fsp as unknown as Record<K, unknown>)[name] = async (...args: unknown[]) => {
+      if (!done && (args[0] === abs || args[1] === abs)) {
+        done = true;
+        save();
+      }
+      return original.apply(fsp, args);
+    };
+  };
+  (['rm', 'rename', 'link'] as const).forEach(wrap);
+  return () => Object.assign(fsp, originals);
+}
+
+function expectOf(file: string): Expected {
+  const st = fs.lstatSync(file);
+  return { size: st.size, mtime: st.mtimeMs, ino: st.ino, ctime: st.ctimeMs };
+}
+
+/** The folder's entries, Keepsync's temporary files included. */
+const names = (root: string) => fs.readdirSync(root).sort();
+
+describe('LocalFolder', () => {
+  let root: string;
+  let folder: LocalFolder;
+  let restore: (() => void) | undefined;
+  beforeEach(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'keepsync-folder-'));
+    folder = new LocalFolder(root);
+  });
+  afterEach(() => {
+    restore?.();
+    restore = undefined;
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  describe('#removeFile', () => {
+    it('removes a file that is still as synced', async () => {
+      fs.writeFileSync(path.join(root, 'doc.txt'), 'as synced');
+      assert.equal(await folder.removeFile('doc.txt', expectOf(path.join(root, 'doc.txt'))), true);
+      assert.deepEqual(names(root), []);
+    });
+
+    it('keeps a save made between its check and the removal', async () => {
+      const file = path.join(root, 'doc.txt');
+      fs.writeFileSync(file, 'as synced');
+      const exp = expectOf(file);
+      restore = saveJustBefore(file, () => fs.writeFileSync(file, 'saved by the user at that very moment'));
+      assert.equal(await folder.removeFile('doc.txt', exp), false);
+      restore();
+      assert.equal(fs.readFileSync(file, 'utf8'), 'saved by the user at that very moment');
+      assert.deepEqual(names(root), ['doc.txt'], 'nothing left beside it');
+    });
+  });
+
+  describe('#commit', () => {
+    it('does not replace a save made between its check and the rename into place', async () => {
+      const file = path.join(root, 'doc.txt');
+      fs.writeFileSync(file, 'as synced');
+      const exp = expectOf(file);
+      const w = await folder.begin('doc.txt');
+      await w.fh.write('the download');
+      restore = saveJustBefore(file, () => fs.writeFileSync(file, 'saved by the user at that very moment'));
+      assert.equal(await folder.commit(w, 'doc.txt', Date.now(), false, exp), undefined);
+      restore();
+      assert.equal(fs.readFileSync(file, 'utf8'), 'saved by the user at that very moment');
+      assert.deepEqual(names(root), ['doc.txt'], 'no temporary file left');
+    });
+
+    it('does not replace a file made where a new one was to arrive', async () => {
+      const file = path.join(root, 'new.txt');
+      const w = await folder.begin('new.txt');
+      await w.fh.write('the download');
+      // Made after the check that the place is free, just before the download goes there.
+      restore = saveJustBefore(w.tmp, () => fs.writeFileSync(file, 'made by the user at that very moment'));
+      assert.equal(await folder.commit(w, 'new.txt', Date.now(), false, { absent: true }), undefined);
+      restore();
+      assert.equal(fs.readFileSync(file, 'utf8'), 'made by the user at that very moment');
+      assert.deepEqual(names(root), ['new.txt'], 'no temporary file left');
+    });
+
+    it('replaces a file that is still as synced, keeping the downloaded mtime', async () => {
+      const file = path.join(root, 'doc.txt');
+      fs.writeFileSync(file, 'as synced');
+      const w = await folder.begin('doc.txt');
+      await w.fh.write('the download');
+      const st = await folder.commit(w, 'doc.txt', 1_600_000_000_000, true, expectOf(file));
+      assert.ok(st);
+      assert.equal(fs.readFileSync(file, 'utf8'), 'the download');
+      assert.equal(fs.statSync(file).mtimeMs, 1_600_000_000_000);
+      assert.equal(st.ctimeMs, fs.statSync(file).ctimeMs, 'the stat answered is the file\'s as it is now');
+      assert.deepEqual(names(root), ['doc.txt']);
+    });
+  });
+});

@@ -76,6 +76,16 @@ export class ServerIndex {
     return (await this.query('SELECT 1 AS one FROM versions WHERE folder_id = ? AND hash = ? LIMIT 1', [id, hash])).length > 0;
   }
 
+  /** The content hashes of every version of each path, oldest first (conflict copies are paths of their own). */
+  async versionsByPath(folder = 'Sync'): Promise<Map<string, string[]>> {
+    const id = await this.folderId(folder);
+    const out = new Map<string, string[]>();
+    for (const r of await this.query('SELECT path, hash FROM versions WHERE folder_id = ? ORDER BY id', [id])) {
+      out.set(r.path, [...(out.get(r.path) ?? []), r.hash]);
+    }
+    return out;
+  }
+
   /** Every version's id, content hash, size and chunk list. */
   async manifests(): Promise<Array<{ id: number; hash: string; size: number; manifest: Uint8Array }>> {
     const rows = await this.query('SELECT id, hash, size, manifest FROM versions', []);

@@ -19,6 +19,7 @@ import { waitFor } from '../helpers/wait.js';
  * conflict copy that a real conflict did not call for, and every folder
  * ends byte-identical to the server's tree. KEEPSYNC_CUT_SEED picks the cut
  * offsets (the timing of the processes is not reproducible);
+ * KEEPSYNC_CUT_MAX_KIB the most a connection carries (2048), and
  * KEEPSYNC_STORM_DEVICES the number of devices in the storm (6).
  * Network behaviour does not depend on the database: SQLite only.
  */
@@ -27,6 +28,8 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const SEED = Number(process.env.KEEPSYNC_CUT_SEED) || 1;
 const STORM_DEVICES = Number(process.env.KEEPSYNC_STORM_DEVICES) || 6;
+/** The most bytes a connection carries before its cut (KEEPSYNC_CUT_MAX_KIB; smaller cuts more often). */
+const CUT_MAX = (Number(process.env.KEEPSYNC_CUT_MAX_KIB) || 2048) * 1024;
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 const CONFLICT = /\(conflict from /;
 
@@ -123,8 +126,8 @@ describe('Cut connections, half-open sockets and reconnect storms (C1; SQLite on
     const a = await device('alpha');
     const b = await device('beta');
     // From here on each connection lives for 16 KiB to 2 MiB of traffic, then is cut mid-stream.
-    a.relay!.cutAfterBytes({ min: 16 * KiB, max: 2 * MiB, seed: SEED * 1000 + 1 });
-    b.relay!.cutAfterBytes({ min: 16 * KiB, max: 2 * MiB, seed: SEED * 1000 + 2 });
+    a.relay!.cutAfterBytes({ min: 16 * KiB, max: CUT_MAX, seed: SEED * 1000 + 1 });
+    b.relay!.cutAfterBytes({ min: 16 * KiB, max: CUT_MAX, seed: SEED * 1000 + 2 });
     await a.d.start();
     await b.d.start();
     const admin = await AdminClient.login(server);

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { encode } from '@msgpack/msgpack';
-import { MAX_CHUNK_SIZE, packManifest, unpackHashes, type ClientMessage } from '@keepsync/protocol';
+import { MAX_CHUNK_SIZE, encodeMessage, packManifest, unpackHashes, type ClientMessage } from '@keepsync/protocol';
 import { TestDevice, tempDir } from '../helpers/cluster.js';
 import { HostileServer, type Answer, type Handler } from '../helpers/hostileServer.js';
 import { waitFor } from '../helpers/wait.js';
@@ -216,6 +216,97 @@ describe('A hostile server (F3)', function () {
       await device.stop();
       for (const line of stderr.split('\n')) assert.doesNotMatch(line, /^\s+at /, stderr);
       assert.equal(device.exists('evil.txt'), false);
+      unharmed();
+    });
+  });
+
+  describe('silence and endless paging', () => {
+    /** Silence after which the device gives up in these tests (the default is 120 s). */
+    const SILENCE = 3000;
+    beforeEach(() => {
+      device.env = { KEEPSYNC_REQUEST_SILENCE_MS: String(SILENCE) };
+    });
+
+    it('gives up on a server that takes the socket and never welcomes', async () => {
+      fake = await new HostileServer(feed([])).start();
+      fake.welcomes = false;
+      fake.adopt(device);
+      const started = Date.now();
+      const r = await device.run(['sync', '--once', '--quiet'], 45_000);
+      console.log(`      gave up after ${Date.now() - started} ms (silence allowed: ${SILENCE} ms)`);
+      refused(r, /^keepsync: the server did not answer this device's hello within 3 s; .*check it/);
+    });
+
+    for (const request of ['list', 'get-chunks'] as const) {
+      it(`gives up on a server that answers pings but never a ${request} request`, async () => {
+        const answer = feed([fileEntry('evil.txt', Buffer.from('never comes'))]);
+        const started = Date.now();
+        const r = await syncAgainst((msg, send, ws) => (msg.type === request ? undefined : answer(msg, send, ws)));
+        console.log(`      gave up after ${Date.now() - started} ms (silence allowed: ${SILENCE} ms)`);
+        refused(r, new RegExp(`^keepsync: the server has not answered \\(a ${request} request\\) for \\d+ s though the connection is up; .*check it`));
+        assert.ok(fake!.received.some((m) => m.type === request), `no ${request} was sent`);
+        assert.equal(device.exists('evil.txt'), false);
+      });
+    }
+
+    it('gives up on a server that pages forever without moving on', async () => {
+      const r = await syncAgainst((msg) => (msg.type === 'list' ? encode({ type: 'changes', id: msg.id, entries: [fileEntry('evil.txt', Buffer.from('x'))], seq: 1, more: true }) : undefined));
+      refused(r, /^keepsync: the server sent an invalid answer: it keeps paging its changes without moving past sequence 1/);
+      assert.ok(fake!.received.filter((m) => m.type === 'list').length <= 2);
+    });
+
+    it('gives up on a server that pages forever, one new change at a time', async () => {
+      const r = await syncAgainst((msg) => {
+        if (msg.type !== 'list') return undefined;
+        const seq = msg.since + 1;
+        return encode({ type: 'changes', id: msg.id, entries: [fileEntry(`evil-${seq}.txt`, Buffer.from('x'), { seq })], seq, more: true });
+      });
+      refused(r, /^keepsync: the server sent an invalid answer: it keeps paging its changes past sequence \d+, beyond the 1 it announced/);
+      const lists = fake!.received.filter((m) => m.type === 'list').length;
+      console.log(`      stopped after ${lists} pages`);
+      assert.ok(lists < 100, `${lists} pages`);
+    });
+
+    it('does not give up on a chunk whose bytes keep coming, however slowly', async () => {
+      const content = randomBytes(256 * 1024);
+      const frame = encodeMessage;
+      const r = await syncAgainst(feed([fileEntry('slow.bin', content)], (h, id) => {
+        // Written by hand on the socket, a piece every 250 ms: the whole frame takes twice the silence allowed.
+        const body = Buffer.from(frame({ type: 'chunk-data', id, hash: Buffer.from(h, 'hex'), data: content }));
+        const header = Buffer.alloc(10);
+        header[0] = 0x82;
+        header[1] = 127;
+        header.writeBigUInt64BE(BigInt(body.length), 2);
+        const whole = Buffer.concat([header, body]);
+        const socket = (fake!.wss!.clients.values().next().value as unknown as { _socket: { write(b: Buffer): void } })._socket;
+        const pieces = Math.ceil((2 * SILENCE) / 250);
+        const size = Math.ceil(whole.length / pieces);
+        let i = 0;
+        const next = () => {
+          socket.write(whole.subarray(i * size, (i + 1) * size));
+          if (++i < pieces) setTimeout(next, 250);
+        };
+        next();
+        return undefined;
+      }));
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(fs.readFileSync(device.p('slow.bin')).equals(content));
+    });
+
+    it('reports a silent server once when live, and tries again waiting longer each time', async () => {
+      const answer = feed([]);
+      fake = await new HostileServer((msg, send, ws) => (msg.type === 'list' ? undefined : answer(msg, send, ws))).start();
+      fake.adopt(device);
+      device.launch();
+      const lists = () => fake!.received.filter((m) => m.type === 'list').length;
+      await waitFor('the device to report the silence', () => /has not answered \(a list request\)/.test(device.live!.stderr), 30_000);
+      await waitFor('the device to try twice more', () => lists() >= 3, 60_000);
+      assert.equal(device.live!.running, true, device.live!.stderr);
+      const stderr = device.live!.stderr;
+      await device.stop();
+      const reports = stderr.split('\n').filter((l) => /has not answered/.test(l));
+      assert.equal(reports.length, 1, stderr);
+      assert.match(reports[0], /waiting longer each time/);
       unharmed();
     });
   });

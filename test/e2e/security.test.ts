@@ -9,7 +9,7 @@ import {
 } from '@keepsync/protocol';
 import { TestDevice, forEachDatabase, scenario, sortedTree, type Scenario } from '../helpers/cluster.js';
 import { AdminClient, RawSocket, redeemPairing, syncUrl, type RawPairing } from '../helpers/rawDevice.js';
-import { MAX_UNAUTHENTICATED } from '@keepsync/server';
+import { MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_ADDRESS } from '@keepsync/server';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -396,12 +396,22 @@ describe('Security', function () {
         await welcomed(real.token);
       });
 
-      it(`holds at most ${MAX_UNAUTHENTICATED} connections that have not said hello, refusing more with 503, and serves again once they go`, async () => {
+      it(`holds at most ${MAX_UNAUTHENTICATED} connections that have not said hello (${MAX_UNAUTHENTICATED_PER_ADDRESS} from one address), refusing more with 503, and serves again once they go`, async () => {
         const real = await redeemPairing(s.server, 'real');
-        const silent = await Promise.all(Array.from({ length: MAX_UNAUTHENTICATED }, async () => track(await RawSocket.open(s.server))));
-        const refused = new RawSocket(syncUrl(s.server));
-        await assert.rejects(refused.opened);
-        assert.equal(refused.refusedStatus, 503);
+        // From loopback addresses other than the devices' 127.0.0.1, as from other machines.
+        const from = (i: number) => ({ localAddress: `127.0.0.${10 + i}` });
+        const perAddress = MAX_UNAUTHENTICATED_PER_ADDRESS;
+        const silent = await Promise.all(Array.from({ length: MAX_UNAUTHENTICATED }, async (_, i) => {
+          const sock = track(new RawSocket(syncUrl(s.server), {}, from(Math.floor(i / perAddress))));
+          await sock.opened;
+          return sock;
+        }));
+        // One more from an address that holds its share, and one from a new address once all are taken.
+        for (const address of [from(0), from(Math.ceil(MAX_UNAUTHENTICATED / perAddress))]) {
+          const refused = track(new RawSocket(syncUrl(s.server), {}, address));
+          await assert.rejects(refused.opened);
+          assert.equal(refused.refusedStatus, 503, address.localAddress);
+        }
         for (const sock of silent) sock.terminate();
         // Once they are gone, a genuine device is welcomed again.
         await waitFor('a device to be welcomed again', () => welcomed(real.token));

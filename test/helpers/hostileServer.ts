@@ -23,10 +23,12 @@ export class HostileServer {
   readonly root = tempDir('hostile');
   url = '';
   fingerprint = '';
+  /** False: hello is never answered (a server that takes the socket and says nothing). */
+  welcomes = true;
   /** Every request the device sent. */
   readonly received: ClientMessage[] = [];
   private https?: https.Server;
-  private wss?: WebSocketServer;
+  wss?: WebSocketServer;
 
   constructor(public handler: Handler) {}
 
@@ -50,7 +52,7 @@ export class HostileServer {
         }
         this.received.push(msg);
         if (msg.type === 'hello') {
-          send({ type: 'welcome', deviceId: 1, deviceName: 'victim', folder: { id: 1, name: 'Sync', epoch: 'hostile-epoch', seq: 1 }, server: 'keepsync 0.1.0' });
+          if (this.welcomes) send({ type: 'welcome', deviceId: 1, deviceName: 'victim', folder: { id: 1, name: 'Sync', epoch: 'hostile-epoch', seq: 1 }, server: 'keepsync 0.1.0' });
           return;
         }
         const out = this.handler(msg, send, ws);

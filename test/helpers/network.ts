@@ -100,6 +100,15 @@ export class Relay {
   heldDown = 0;
   private readonly releasers = new Set<() => void>();
   blackhole = false;
+  /**
+   * While set, each new connection is cut (both sockets destroyed) once a
+   * number of bytes, drawn between `min` and `max` from its seeded
+   * generator, has passed through it either way: a cut at a random byte
+   * offset, anywhere in a frame.
+   */
+  private cutAfter?: { min: number; max: number; random: () => number };
+  /** Connections cut by `cutAfter`. */
+  cuts = 0;
   private refusing = false;
   readonly counts = { up: 0, down: 0, connections: 0 };
   /** When the byte counts grew: [ms since the epoch, bytes so far] per direction. */
@@ -136,6 +145,8 @@ export class Relay {
     }
     this.counts.connections++;
     const upstream = net.connect(this.target, '127.0.0.1');
+    const c = this.cutAfter;
+    const budget = { left: c ? c.min + Math.floor(c.random() * (c.max - c.min + 1)) : Infinity, cut: false };
     for (const s of [client, upstream]) {
       this.sockets.add(s);
       s.setNoDelay(true);
@@ -149,11 +160,23 @@ export class Relay {
         }
       });
     }
-    this.forward(client, upstream, 'up');
-    this.forward(upstream, client, 'down');
+    const cut = () => {
+      if (budget.cut) return;
+      budget.cut = true;
+      this.cuts++;
+      client.destroy();
+      upstream.destroy();
+    };
+    this.forward(client, upstream, 'up', budget, cut);
+    this.forward(upstream, client, 'down', budget, cut);
   }
 
-  private forward(src: net.Socket, dst: net.Socket, dir: 'up' | 'down'): void {
+  /** Cuts every new connection after a random number of bytes between `min` and `max` (seeded); `undefined` stops it. */
+  cutAfterBytes(range: { min: number; max: number; seed: number } | undefined): void {
+    this.cutAfter = range && { min: range.min, max: range.max, random: seeded(range.seed) };
+  }
+
+  private forward(src: net.Socket, dst: net.Socket, dir: 'up' | 'down', budget: { left: number; cut: boolean } = { left: Infinity, cut: false }, cut: () => void = () => {}): void {
     let held = 0;
     const resumeIfRoom = () => {
       if (src.isPaused() && held < RELAY_BUFFER / 2 && dst.writableLength < RELAY_BUFFER) src.resume();
@@ -169,11 +192,19 @@ export class Relay {
         if (!this.blackhole) dst.end();
         return;
       }
-      const buf = p.buf!;
+      let buf = p.buf!;
       held -= buf.length;
-      if (!this.blackhole && !dst.destroyed) {
+      if (!this.blackhole && !dst.destroyed && !budget.cut) {
+        // Past the connection's budget: its last bytes go out, then the cut.
+        const last = buf.length >= budget.left;
+        if (last) buf = buf.subarray(0, budget.left);
+        budget.left -= buf.length;
         this.counts[dir] += buf.length;
         this.timeline[dir].push([Date.now(), this.counts[dir]]);
+        if (last) {
+          dst.write(buf, cut);
+          return;
+        }
         dst.write(buf);
         if (dst.writableLength >= RELAY_BUFFER) src.pause();
       }

@@ -134,8 +134,9 @@ export class RawSocket {
   readonly opened: Promise<void>;
   readonly closed: Promise<number>;
 
-  constructor(url: string, headers: Record<string, string> = {}) {
-    this.ws = new WebSocket(url, { rejectUnauthorized: false, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024, headers, handshakeTimeout: 10_000 });
+  /** `localAddress`: the loopback address to connect from (127.0.0.2 and up look like other machines). */
+  constructor(url: string, headers: Record<string, string> = {}, opts: { localAddress?: string } = {}) {
+    this.ws = new WebSocket(url, { rejectUnauthorized: false, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024, headers, handshakeTimeout: 10_000, ...opts });
     this.ws.on('error', () => {});
     this.ws.on('message', (data, isBinary) => {
       try {

@@ -71,13 +71,6 @@ export class ServerIndex {
     return new Set((await this.query('SELECT DISTINCT hash FROM versions WHERE folder_id = ?', [id])).map((r) => r.hash));
   }
 
-  /** The versions kept for one path, oldest first. */
-  async versionsOf(file: string, folder = 'Sync'): Promise<Array<{ id: number; hash: string; mtime: number }>> {
-    const id = await this.folderId(folder);
-    const rows = await this.query('SELECT id, hash, mtime FROM versions WHERE folder_id = ? AND path = ? ORDER BY id', [id, file]);
-    return rows.map((r) => ({ id: Number(r.id), hash: r.hash, mtime: Number(r.mtime) }));
-  }
-
   async hasVersion(hash: string, folder = 'Sync'): Promise<boolean> {
     const id = await this.folderId(folder);
     return (await this.query('SELECT 1 AS one FROM versions WHERE folder_id = ? AND hash = ? LIMIT 1', [id, hash])).length > 0;
@@ -99,6 +92,16 @@ export class ServerIndex {
   async lastSeen(name: string): Promise<number | undefined> {
     const [row] = await this.query('SELECT last_seen_at FROM devices WHERE name = ?', [name]);
     return row?.last_seen_at === null || row?.last_seen_at === undefined ? undefined : Number(row.last_seen_at);
+  }
+
+  /** The content hashes of every version of each path, oldest first (conflict copies are paths of their own). */
+  async versionsByPath(folder = 'Sync'): Promise<Map<string, string[]>> {
+    const id = await this.folderId(folder);
+    const out = new Map<string, string[]>();
+    for (const r of await this.query('SELECT path, hash FROM versions WHERE folder_id = ? ORDER BY id', [id])) {
+      out.set(r.path, [...(out.get(r.path) ?? []), r.hash]);
+    }
+    return out;
   }
 
   /** Every version's id, content hash, size and chunk list. */

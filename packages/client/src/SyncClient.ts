@@ -31,7 +31,7 @@ const FATAL = new Set(['TOKEN_REVOKED', 'TOKEN_INVALID', 'FOLDER_UNKNOWN', 'PROT
  * The server broke the protocol or sent content that is not what it named:
  * `--once` stops with the error; a running sync reconnects, waiting longer each time.
  */
-const SERVER_FAULT = new Set(['FRAME_INVALID', 'FRAME_TOO_LARGE', 'CHUNK_HASH_MISMATCH']);
+const SERVER_FAULT = new Set(['FRAME_INVALID', 'FRAME_TOO_LARGE', 'CHUNK_HASH_MISMATCH', 'SERVER_SILENT']);
 /** A disk that cannot take more (this device's, or the server's content store): retried after a growing wait, on the same connection. */
 const WAIT_AND_RETRY = new Set(['LOCAL_WRITE_FAILED', 'STORAGE']);
 
@@ -71,6 +71,8 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   opts.signal?.addEventListener('abort', kick);
   let watcher: Watcher | undefined;
   let debounce: NodeJS.Timeout | undefined;
+  /** The server fault last reported: the same one again (a server that stays broken) is not repeated. */
+  let reportedFault: string | undefined;
   try {
     // A download's temporary file from a run that was killed is resumed, not fetched again.
     engine.adoptLeftovers(await folder.cleanTemps(isDownloadTemp));
@@ -125,8 +127,10 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         }
         const fault = isKeepsyncError(err) && SERVER_FAULT.has(err.code);
         if (opts.once && (!conn.closed || fault)) throw err;
-        log(`sync interrupted: ${errorMessage(err)}; reconnecting`);
+        const sameFault = fault && reportedFault === errorMessage(err).replace(/\d+/g, 'N');
+        if (!sameFault) log(`sync interrupted: ${errorMessage(err)}; ${fault ? 'trying again later, waiting longer each time' : 'reconnecting'}`);
         if (fault) {
+          reportedFault = errorMessage(err).replace(/\d+/g, 'N');
           backoff = faultBackoff;
           faultBackoff = Math.min(faultBackoff * 2, 60_000);
         }
@@ -195,6 +199,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         continue;
       }
       writeBackoff = 2_000;
+      reportedFault = undefined;
       state.pendingUp = result.pendingUp;
       state.pendingDown = result.pendingDown;
       if (!result.worked) {

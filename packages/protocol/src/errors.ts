@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'NOT_PAIRED'
   | 'USAGE'
   | 'UNAVAILABLE'
+  | 'SERVER_SILENT'
   | 'LOCAL_WRITE_FAILED'
   | 'STORAGE'
   | 'INTERNAL';

@@ -32,6 +32,14 @@ export const HEARTBEAT_INTERVAL_MS = 10_000;
  * takes minutes to arrive whole, and the link is alive all along.
  */
 export const DEAD_PEER_MS = 20_000;
+/**
+ * A device gives up on a request when, for this long, nothing moved toward
+ * its answer: no byte of a frame other than heartbeats and notices arrived,
+ * and none of the device's own bytes left for the server. Silence, not total
+ * time: a large chunk over a slow line takes minutes and is never cut while
+ * its bytes flow. Generous, for a busy NAS committing a large push.
+ */
+export const REQUEST_SILENCE_MS = 120_000;
 /** A handshake (hello) must arrive within this time. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Largest version id a peer may name: ids are 32-bit integers in the index database. */

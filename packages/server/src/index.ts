@@ -34,4 +34,5 @@ export type { MetadataStore, MetadataTx } from "./sync/MetadataStore.js";
 export type { ChangeRecord, DeletionRecord, EntryRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord, VersionSummary } from "./sync/model.js";
 export { filesAt } from "./sync/pointInTime.js";
 export { crossesHold, HOLD_WINDOW_MS, type DeleteHoldRule } from "./sync/DeleteHold.js";
-export { MAX_UNAUTHENTICATED } from './transport/WsGateway.js';
+export { MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_ADDRESS } from './transport/WsGateway.js';
+export { MAX_CONNECTIONS_PER_ADDRESS } from './transport/connectionLimits.js';

@@ -16,6 +16,7 @@ import { Restorer } from './sync/Restorer.js';
 import { DeleteHolds } from './sync/DeleteHolds.js';
 import { SessionRegistry } from './sessions/SessionRegistry.js';
 import { WsGateway } from './transport/WsGateway.js';
+import { SERVER_LIMITS, limitConnectionsPerAddress } from './transport/connectionLimits.js';
 import { loadCertificate, watchCertificate, type ServerCertificate } from './tls/certificates.js';
 import { DeviceRegistry } from './auth/DeviceRegistry.js';
 import { AdminAuth } from './auth/AdminAuth.js';
@@ -102,10 +103,9 @@ export async function startServer(options: Partial<ServerConfig> = {}): Promise<
       retentionChanged: () => void maintenance.run().catch(() => {}),
     });
     const server = certificate
-      ? https.createServer({ cert: certificate.cert, key: certificate.key, minVersion: 'TLSv1.2' }, app)
-      : http.createServer(app);
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 30_000;
+      ? https.createServer({ cert: certificate.cert, key: certificate.key, minVersion: 'TLSv1.2', ...SERVER_LIMITS }, app)
+      : http.createServer(SERVER_LIMITS, app);
+    if (!cfg.insecureHttp) limitConnectionsPerAddress(server);
     const gateway = new WsGateway({
       meta, sync, content, folderOps: restorer, sessions, devices, log, behindProxy: cfg.insecureHttp,
       publicUrl: async () => (await settings.get()).publicUrl,

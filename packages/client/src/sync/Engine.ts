@@ -22,6 +22,12 @@ const HELD_BYTES = 16 * 1024 * 1024;
 const HELD_FILE_BYTES = 256 * 1024;
 /** Files from this size on are uploaded while they are hashed. */
 const EAGER_UPLOAD_BYTES = 8 * 1024 * 1024;
+/**
+ * Pages a pull may read past the sequence the server announced (welcome,
+ * then changed): changes other devices commit while this one pages, whose
+ * notices have not arrived yet. 50 pages are 100,000 changes.
+ */
+const PAGES_PAST_ANNOUNCED = 50;
 /** Paths written from the server's changes are looked at again after this long (the watcher's own delay, and more). */
 const RECHECK_WRITTEN_MS = 1000;
 /** Paths a cycle looks at, at once. */
@@ -186,11 +192,24 @@ export class Engine {
     this.fullScan = true;
   }
 
-  /** Pulls every change after the index's sequence into the remote table. */
+  /**
+   * Pulls every change after the index's sequence into the remote table.
+   * Every page that says more must move the sequence on, and a pull pages
+   * not much further than the server announced: a server paging forever
+   * would hold a sync forever (F3).
+   */
   async pull(conn: Connection): Promise<number> {
     let pulled = 0;
+    let pagesPast = 0;
     for (;;) {
-      const page = await conn.request({ type: 'list', id: conn.id(), since: this.index.seq }, 'changes');
+      const since = this.index.seq;
+      const page = await conn.request({ type: 'list', id: conn.id(), since }, 'changes');
+      if (page.more) {
+        const top = page.entries.reduce((m, e) => Math.max(m, e.seq), 0);
+        const invalid = (why: string) => new KeepsyncError('FRAME_INVALID', `the server sent an invalid answer: ${why}; is it a Keepsync server of the same version?`);
+        if (page.entries.length === 0 || top <= since || page.seq <= since) throw invalid(`it keeps paging its changes without moving past sequence ${since}`);
+        if (page.seq > conn.announcedSeq && ++pagesPast > PAGES_PAST_ANNOUNCED) throw invalid(`it keeps paging its changes past sequence ${page.seq}, beyond the ${conn.announcedSeq} it announced`);
+      }
       this.index.tx(() => {
         for (const e of page.entries) this.recordRemote(e);
         const last = page.entries.reduce<Entry | undefined>((m, e) => (!m || e.seq > m.seq ? e : m), undefined);

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import {
-  CloseCode, DEAD_PEER_MS, crashPoint, HEARTBEAT_INTERVAL_MS, KEEPSYNC_VERSION, KeepsyncError, MAX_FRAME, PROTOCOL_VERSION, decodeServerMessage,
+  CloseCode, DEAD_PEER_MS, crashPoint, HEARTBEAT_INTERVAL_MS, KEEPSYNC_VERSION, KeepsyncError, MAX_FRAME, PROTOCOL_VERSION, REQUEST_SILENCE_MS, decodeServerMessage,
   encodeMessage, errorMessage, type ClientMessage, type ServerMessage, type ServerMessageOf, type WelcomeMsg,
 } from '@keepsync/protocol';
 import { connectPinned, networkError } from './pinnedTls.js';
@@ -18,6 +18,8 @@ const UPLOAD_WINDOW = 8 * 1024 * 1024;
 const WATCHDOG_MS = 2000;
 /** KEEPSYNC_TRACE=1 logs every frame on stderr (chunks with their hash). */
 const TRACE = process.env.KEEPSYNC_TRACE === '1';
+/** How long a request may see nothing move toward its answer (KEEPSYNC_REQUEST_SILENCE_MS shortens it in tests). */
+const SILENCE_MS = Number(process.env.KEEPSYNC_REQUEST_SILENCE_MS) > 0 ? Number(process.env.KEEPSYNC_REQUEST_SILENCE_MS) : REQUEST_SILENCE_MS;
 
 export interface ConnectOptions {
   server: string;
@@ -32,7 +34,7 @@ export interface ConnectOptions {
   downloadLimit?: TokenBucket;
 }
 
-type Pending = { resolve: (m: ServerMessage) => void; reject: (e: Error) => void; expect: ServerMessage['type'] };
+type Pending = { resolve: (m: ServerMessage) => void; reject: (e: Error) => void; expect: ServerMessage['type']; request: ClientMessage['type'] };
 
 export interface ConnectionEvents {
   changed: [seq: number];
@@ -52,6 +54,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private windowWaiters: Array<() => void> = [];
   private lastHeard = Date.now();
   private lastPing = Date.now();
+  /**
+   * Progress toward answers (see REQUEST_SILENCE_MS). Bytes read from the
+   * socket, minus those of heartbeats and of whole frames that answered
+   * nothing (a server that only pings or only sends notices is silent); and
+   * bytes of ours that left the send buffer. Each compared with its
+   * high-water mark, so a notice trickling in counts once at most.
+   */
+  private readonly progress = { bytesIn: 0, ignoredIn: 0, bytesOut: 0, inMark: 0, outMark: 0, at: Date.now(), tick: Date.now() };
+  private readonly countsSocket: boolean;
+  /** The highest sequence the server announced (welcome, then changed): how far a pull may page. */
+  announcedSeq: number;
   private readonly watchdog: NodeJS.Timeout;
   closed = false;
   closeCode = 0;
@@ -67,11 +80,21 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     socket?: Duplex,
   ) {
     super();
+    this.announcedSeq = welcome.folder.seq;
+    this.countsSocket = socket !== undefined;
     // Any byte from the server shows the link is alive (a large chunk arrives whole only after minutes on a slow line).
-    socket?.on('data', () => (this.lastHeard = Date.now()));
+    socket?.on('data', (b: Buffer) => {
+      this.lastHeard = Date.now();
+      this.progress.bytesIn += b.byteLength;
+    });
     ws.on('message', (data) => this.onMessage(data as Buffer));
-    ws.on('pong', () => (this.lastHeard = Date.now()));
-    ws.on('ping', () => (this.lastHeard = Date.now()));
+    // A heartbeat frame from the server: a 2-byte header and its payload, unmasked.
+    const heartbeat = (data: Buffer) => {
+      this.lastHeard = Date.now();
+      this.progress.ignoredIn += 2 + data.byteLength;
+    };
+    ws.on('pong', heartbeat);
+    ws.on('ping', heartbeat);
     ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
     // ws reports a frame it refuses to read (too large, bad opcode, bad masking) as an error, then closes.
     ws.on('error', (err: Error & { code?: string }) => {
@@ -89,8 +112,31 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         this.lastPing = now;
         ws.ping();
       }
+      this.checkSilence(now);
     }, WATCHDOG_MS);
     this.watchdog.unref();
+  }
+
+  /**
+   * Ends the connection when requests wait and nothing moved toward an
+   * answer for SILENCE_MS: a server that keeps the socket up (answering
+   * pings) but never answers would otherwise hold a sync forever (F3).
+   */
+  private checkSilence(now: number): void {
+    const p = this.progress;
+    // This process stalled (a long hash, a suspended laptop): the server is not to blame.
+    const late = now - p.tick > 3 * WATCHDOG_MS;
+    p.tick = now;
+    const waiting = this.pending.size + this.chunkSinks.size > 0;
+    const answerBytes = p.bytesIn - p.ignoredIn;
+    const sent = p.bytesOut - this.ws.bufferedAmount;
+    if (!waiting || late || answerBytes > p.inMark || sent > p.outMark) p.at = now;
+    p.inMark = Math.max(p.inMark, answerBytes);
+    p.outMark = Math.max(p.outMark, sent);
+    if (!waiting || now - p.at <= SILENCE_MS || this.closed) return;
+    const what = [...this.pending.values()].map((x) => x.request)[0] ?? 'get-chunks';
+    this.violation ??= new KeepsyncError('SERVER_SILENT', `the server has not answered (a ${what} request) for ${Math.round((now - p.at) / 1000)} s though the connection is up; it may be overloaded or not a Keepsync server: check it, then sync again`);
+    this.ws.terminate();
   }
 
   /** Connects, checks the pinned certificate, says hello and waits for welcome. */
@@ -119,6 +165,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       ws.once('error', (err: Error & { code?: string }) => fail(err instanceof KeepsyncError ? err : err.code?.startsWith('WS_ERR_') ? violationOf(err) : networkError(url.toString(), err)));
       ws.once('close', (code, reason) => fail(closeError(code, reason.toString())));
       ws.once('open', () => {
+        // A server that takes the socket and never welcomes would hold the device forever.
+        const silent = setTimeout(() => fail(new KeepsyncError('SERVER_SILENT', `the server did not answer this device's hello within ${Math.round(SILENCE_MS / 1000)} s; it may be overloaded or not a Keepsync server: check it, then sync again`)), SILENCE_MS);
+        silent.unref();
+        ws.once('close', () => clearTimeout(silent));
+        ws.once('message', () => clearTimeout(silent));
         ws.send(encodeMessage({
           type: 'hello', protocol: PROTOCOL_VERSION, token: opts.token, folder: opts.folder, epoch: opts.epoch,
           seq: opts.seq, platform: opts.platform, client: KEEPSYNC_VERSION,
@@ -144,6 +195,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private onMessage(data: Buffer): void {
     this.lastHeard = Date.now();
+    // Without TLS the socket is ws's own: count whole frames (a header of 2, 4 or 10 bytes).
+    const frameBytes = data.byteLength + (data.byteLength < 126 ? 2 : data.byteLength < 65536 ? 4 : 10);
+    if (!this.countsSocket) this.progress.bytesIn += frameBytes;
     let msg: ServerMessage;
     try {
       msg = decodeServerMessage(data);
@@ -153,17 +207,24 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       return;
     }
     if (TRACE) process.stderr.write(`< ${msg.type} ${traceOf(msg)}\n`);
+    // A whole frame that answers nothing is no progress toward an answer.
+    const ignore = () => (this.progress.ignoredIn += frameBytes);
     if (msg.type === 'changed') {
+      ignore();
+      this.announcedSeq = Math.max(this.announcedSeq, msg.seq);
       this.emit('changed', msg.seq);
       return;
     }
     if (msg.type === 'chunk-data' || (msg.type === 'error' && this.chunkSinks.has(msg.id))) {
-      this.chunkSinks.get(msg.id)?.(msg as never);
+      const sink = this.chunkSinks.get(msg.id);
+      if (!sink) ignore();
+      sink?.(msg as never);
       return;
     }
     const id = 'id' in msg ? msg.id : 0;
     const p = this.pending.get(id);
     if (!p) {
+      ignore();
       if (msg.type === 'error' && id === 0) this.failAll(new KeepsyncError(msg.code as never, msg.message));
       return;
     }
@@ -192,14 +253,16 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private send(msg: ClientMessage): void {
     if (this.closed) throw new KeepsyncError('UNAVAILABLE', 'the connection to the server was lost');
     if (TRACE) process.stderr.write(`> ${msg.type} ${traceOf(msg)}\n`);
-    this.ws.send(encodeMessage(msg));
+    const frame = encodeMessage(msg);
+    this.progress.bytesOut += frame.byteLength;
+    this.ws.send(frame);
   }
 
   /** Sends a request and waits for its answer of type `expect`. */
   request<T extends ServerMessage['type']>(msg: ClientMessage, expect: T): Promise<ServerMessageOf<T>> {
     return new Promise((resolve, reject) => {
       const id = (msg as { id: number }).id;
-      this.pending.set(id, { resolve: resolve as (m: ServerMessage) => void, reject, expect });
+      this.pending.set(id, { resolve: resolve as (m: ServerMessage) => void, reject, expect, request: msg.type });
       try {
         this.send(msg);
       } catch (err) {

@@ -16,6 +16,11 @@ import type { SessionRegistry } from '../sessions/SessionRegistry.js';
 export const SYNC_PATH = '/api/v1/sync';
 /** Connections that have not yet said hello, at most. */
 export const MAX_UNAUTHENTICATED = 256;
+/**
+ * Of those, at most this many from one address (behind a proxy: the address
+ * it names), so that one machine flooding upgrades cannot keep devices out.
+ */
+export const MAX_UNAUTHENTICATED_PER_ADDRESS = 16;
 /** Live connections per device; a newer one replaces the oldest (a half-open socket not yet reaped). */
 const MAX_SESSIONS_PER_DEVICE = 4;
 /** How long `close` waits for the connections it cut to finish closing, at most. */
@@ -51,6 +56,7 @@ export interface GatewayDeps {
 export class WsGateway {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME, perMessageDeflate: false, clientTracking: true });
   private unauthenticated = 0;
+  private readonly unauthenticatedFrom = new Map<string, number>();
   private readonly heartbeat: NodeJS.Timeout;
   private readonly alive = new WeakMap<WebSocket, boolean>();
   private readonly sessionOf = new WeakMap<WebSocket, DeviceSession>();
@@ -74,12 +80,16 @@ export class WsGateway {
     if (url.pathname !== SYNC_PATH) return refuse('404 Not Found');
     // Browsers always send Origin; devices never do. A cross-site page cannot open a sync socket.
     if (req.headers.origin !== undefined) return refuse('403 Forbidden');
-    if (this.unauthenticated >= MAX_UNAUTHENTICATED) return refuse('503 Service Unavailable');
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
+    const address = this.addressOf(req) ?? '';
+    if (this.unauthenticated >= MAX_UNAUTHENTICATED || (this.unauthenticatedFrom.get(address) ?? 0) >= MAX_UNAUTHENTICATED_PER_ADDRESS) {
+      return refuse('503 Service Unavailable');
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req, address));
   }
 
-  private accept(ws: WebSocket, req: IncomingMessage): void {
+  private accept(ws: WebSocket, req: IncomingMessage, address: string): void {
     this.unauthenticated++;
+    this.unauthenticatedFrom.set(address, (this.unauthenticatedFrom.get(address) ?? 0) + 1);
     this.alive.set(ws, true);
     // Any byte from the device shows the link is alive, not only pongs: a pong
     // waits behind a large chunk that a slow line takes minutes to carry.
@@ -91,6 +101,9 @@ export class WsGateway {
       if (!settled) {
         settled = true;
         this.unauthenticated--;
+        const left = (this.unauthenticatedFrom.get(address) ?? 1) - 1;
+        if (left <= 0) this.unauthenticatedFrom.delete(address);
+        else this.unauthenticatedFrom.set(address, left);
       }
     };
     const timer = setTimeout(() => {

@@ -265,9 +265,12 @@ export class Engine {
       this.dirtyRemote.clear();
       this.dropIgnored(states);
     } else {
-      // A path under another dirty one is seen there: a folder is walked whole, and what a
-      // vanished or replaced folder held joins the cycle through the index.
-      const dirty = [...this.dirtyLocal].filter((p) => !hasAncestorIn(this.dirtyLocal, p));
+      // A path under another dirty one is not looked at on its own: a folder is walked whole,
+      // and what a vanished or replaced folder held joins the cycle through the index. It
+      // still joins the cycle (below), for what the server has there.
+      const dirty: string[] = [];
+      const covered: string[] = [];
+      for (const p of this.dirtyLocal) (hasAncestorIn(this.dirtyLocal, p) ? covered : dirty).push(p);
       this.dirtyLocal.clear();
       let vanished = false;
       // Paths that could not be looked at (permissions): they and what lies under them sit this cycle out.
@@ -305,6 +308,7 @@ export class Engine {
           await this.gatherVanishedAncestors(key, get);
         }
       }
+      for (const p of covered) get(p.normalize('NFC') as RelPath);
       for (const p of this.dirtyRemote) get(p);
       this.dirtyRemote.clear();
       for (const [p, st] of states) {

@@ -145,13 +145,17 @@ export class Scanner {
 
   /**
    * Every file and folder under `localDir` (the whole folder when undefined),
-   * keyed by wire path. Unreadable directories are reported, not treated as empty.
+   * keyed by wire path. Unreadable directories are reported, not treated as
+   * empty; so are names listed that were gone a moment later (`vanished`: a
+   * folder moved away, a disk unmounted, while it was walked), which tell
+   * nothing yet about what is there now.
    */
-  async walk(localDir?: string, out = new Map<RelPath, LocalState>()): Promise<{ states: Map<RelPath, LocalState>; unreadable: string[] }> {
+  async walk(localDir?: string, out = new Map<RelPath, LocalState>()): Promise<{ states: Map<RelPath, LocalState>; unreadable: string[]; vanished: string[] }> {
     const unreadable: string[] = [];
+    const vanished: string[] = [];
     // A folder that is a symbolic link (or under one) now is not walked: links are not followed.
     const start = localDir === undefined ? undefined : await this.folderId(localDir);
-    if (localDir !== undefined && start === undefined) return { states: out, unreadable };
+    if (localDir !== undefined && start === undefined) return { states: out, unreadable, vanished };
     const stack: Array<{ dir: string; ino?: number }> = [{ dir: localDir ?? '', ino: start }];
     while (stack.length > 0) {
       const { dir, ino } = stack.pop()!;
@@ -176,7 +180,10 @@ export class Scanner {
           continue;
         }
         const st = await fsp.lstat(this.abs(rel)).catch(() => undefined);
-        if (!st) continue;
+        if (!st) {
+          vanished.push(rel);
+          continue;
+        }
         const state = this.toState(rel, st);
         if (!state) continue;
         const other = out.get(state.path);
@@ -194,7 +201,7 @@ export class Scanner {
         if (state.kind === 'dir') stack.push({ dir: rel, ino: st.ino });
       }
     }
-    return { states: out, unreadable };
+    return { states: out, unreadable, vanished };
   }
 
   /** The inode of a real folder reached through real folders only, or undefined. */

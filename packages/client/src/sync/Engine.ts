@@ -249,9 +249,9 @@ export class Engine {
       this.fullScan = false;
       this.dirtyLocal.clear();
       this.scanner.loadIgnores();
-      const { states: all, unreadable } = await this.scanner.walk();
+      const { states: all, unreadable, vanished } = await this.scanner.walk();
       this.guardRoot(all.size);
-      this.unreadableSeen = unreadable.length > 0;
+      this.unreadableSeen = unreadable.length > 0 || vanished.length > 0;
       if (TRACE) process.stderr.write(`keepsync trace: full scan, ${all.size} local, unreadable ${unreadable.join(' ')}\n`);
       // No download runs while a cycle gathers: a temporary file now is a leftover
       // (a download cut off in a folder that was moved meanwhile).
@@ -259,7 +259,8 @@ export class Engine {
       for (const t of this.scanner.temps.splice(0)) if (!this.partials.holds(this.folder.abs(t))) await this.folder.removeTemp(t);
       for (const l of all.values()) addLocal(l);
       // What lies in a folder that cannot be listed is unknown, not deleted: left out of this cycle.
-      const hidden = (p: string) => unreadable.some((u) => u === '' || (p !== u && isWithin(p, u)));
+      // So is what was listed but gone a moment later: the next cycle looks at it again.
+      const hidden = (p: string) => unreadable.some((u) => u === '' || (p !== u && isWithin(p, u))) || vanished.some((v) => isWithin(p, v.normalize('NFC')));
       for (const s of this.index.allSynced()) if (!hidden(s.path)) get(s.path).synced = s;
       for (const r of this.index.allRemote()) if (!hidden(r.path)) get(r.path).remote = r;
       this.dirtyRemote.clear();
@@ -296,9 +297,10 @@ export class Engine {
         const wire = l?.path;
         if (l) addLocal(l);
         if (l?.kind === 'dir') {
-          const { states: under, unreadable } = await this.scanner.walk(l.localPath);
+          const { states: under, unreadable, vanished: gone } = await this.scanner.walk(l.localPath);
           for (const u of under.values()) addLocal(u);
           for (const u of unreadable) for (const s of [...this.index.syncedUnder(u.normalize('NFC')), ...this.index.remoteUnder(u.normalize('NFC'))]) unknown.push(s.path);
+          unknown.push(...gone.map((v) => v.normalize('NFC')));
         }
         const key = wire ?? (p.normalize('NFC') as RelPath);
         get(key);

@@ -209,6 +209,9 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         if (opts.once) {
           // Settled when a cycle found nothing to do and nothing new arrived meanwhile.
           if (++idleRounds >= 1 && !engine.hasLocalWork) return true;
+        } else if (engine.hasLocalWork) {
+          // Paths to look at again (gone while a folder was walked): at once, not at the next scan.
+          kicked = true;
         }
       } else {
         idleRounds = 0;

@@ -251,7 +251,9 @@ export class Engine {
       this.scanner.loadIgnores();
       const { states: all, unreadable, vanished } = await this.scanner.walk();
       this.guardRoot(all.size);
-      this.unreadableSeen = unreadable.length > 0 || vanished.length > 0;
+      this.unreadableSeen = unreadable.length > 0;
+      // Listed, then gone: looked at on their own next cycle (a folder moved away shows as gone then).
+      for (const v of vanished) this.dirtyLocal.add(v);
       if (TRACE) process.stderr.write(`keepsync trace: full scan, ${all.size} local, unreadable ${unreadable.join(' ')}\n`);
       // No download runs while a cycle gathers: a temporary file now is a leftover
       // (a download cut off in a folder that was moved meanwhile).
@@ -301,6 +303,7 @@ export class Engine {
           for (const u of under.values()) addLocal(u);
           for (const u of unreadable) for (const s of [...this.index.syncedUnder(u.normalize('NFC')), ...this.index.remoteUnder(u.normalize('NFC'))]) unknown.push(s.path);
           unknown.push(...gone.map((v) => v.normalize('NFC')));
+          for (const v of gone) this.dirtyLocal.add(v);
         }
         const key = wire ?? (p.normalize('NFC') as RelPath);
         get(key);

@@ -3,11 +3,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { MAX_CHUNK_SIZE, MAX_FRAME, decodeServerMessage, encodeMessage, packHashes, unpackManifest, type RelPath, type ServerMessage } from '@keepsync/protocol';
-import { startServer, type ContentStore, type RunningServer } from '@keepsync/server';
-import { TestServer, scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
+import type { ContentStore } from '@keepsync/server';
+import { scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
 import { databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { RawSocket, redeemPairing } from '../helpers/rawDevice.js';
 import { waitFor } from '../helpers/wait.js';
+import { InProcessServer } from '../helpers/inProcessServer.js';
 
 /*
  * Slow and greedy devices cannot make the server buffer without bound
@@ -288,35 +289,10 @@ function slowFirstPuts(store: ContentStore, count: number, ms: number): ContentS
   });
 }
 
-/** A real server in this process (real TLS, real store), whose disk is slowed down. */
-class SlowDiskServer extends TestServer {
-  running?: RunningServer;
-  readonly log: string[] = [];
-
-  constructor(db: TestDatabase, private readonly slowPuts: number, private readonly slowMs: number) {
-    super(db);
-  }
-
-  override async start(): Promise<this> {
-    this.running = await startServer({
-      dataDir: this.dataDir, certsDir: this.certsDir, host: '127.0.0.1', port: 0, databaseUrl: this.db.url,
-      log: (line) => this.log.push(line), wrapContent: (store) => slowFirstPuts(store, this.slowPuts, this.slowMs),
-    });
-    this.url = this.running.url;
-    this.fingerprint = this.running.fingerprint;
-    return this;
-  }
-
-  override async stop(): Promise<void> {
-    await this.running?.close();
-    this.running = undefined;
-  }
-}
-
 describe('A server whose disk falls behind (in process, its content store slowed down; SQLite only)', function () {
   this.timeout(180_000);
   let db: TestDatabase;
-  let server: SlowDiskServer;
+  let server: InProcessServer;
   let sock: RawSocket | undefined;
 
   afterEach(async () => {
@@ -330,7 +306,7 @@ describe('A server whose disk falls behind (in process, its content store slowed
     // reading the device for 25 s, longer than the 10-20 s after which a silent device is cut.
     const HOLD_MS = 25_000;
     db = await databaseKinds()[0].create();
-    server = await new SlowDiskServer(db, 2, HOLD_MS).start();
+    server = await new InProcessServer(db, { wrapContent: (store) => slowFirstPuts(store, 2, HOLD_MS) }).start();
     const { token } = await redeemPairing(server, 'patient');
     ({ sock } = await RawSocket.welcomed(server, token));
     const frames = countFrames(sock);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, type MaintenanceReport, type RunningServer } from '@keepsync/server';
+import { startServer, type MaintenanceReport, type RunningServer, type ServerConfig } from '@keepsync/server';
 import { TestServer } from './cluster.js';
 import type { TestDatabase } from './databases.js';
 import { keepsync, type RunResult } from './processes.js';
@@ -17,7 +17,8 @@ export class InProcessServer extends TestServer {
   offsetMs = 0;
   readonly log: string[] = [];
 
-  constructor(db: TestDatabase) {
+  /** `options`: more of the server's configuration (a wrapped content store, say). */
+  constructor(db: TestDatabase, private readonly options: Partial<ServerConfig> = {}) {
     super(db);
     this.adminPassword = `admin-${randomBytes(9).toString('hex')}`;
   }
@@ -25,7 +26,7 @@ export class InProcessServer extends TestServer {
   override async start(): Promise<this> {
     this.running = await startServer({
       dataDir: this.dataDir, certsDir: this.certsDir, host: '127.0.0.1', port: 0, databaseUrl: this.db.url,
-      adminPassword: this.adminPassword, clock: () => Date.now() + this.offsetMs, log: (line) => this.log.push(line),
+      adminPassword: this.adminPassword, clock: () => Date.now() + this.offsetMs, log: (line) => this.log.push(line), ...this.options,
     });
     this.url = this.running.url;
     this.fingerprint = this.running.fingerprint;

@@ -84,6 +84,12 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   });
 }
 
+/** Node flags for every keepsync process: CPU profiles, and any given in KEEPSYNC_BENCH_NODE_ARGS (say `--trace-gc`). */
+const NODE_ARGS = [
+  ...(process.env.KEEPSYNC_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KEEPSYNC_BENCH_PROFILE}`] : []),
+  ...(process.env.KEEPSYNC_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+];
+
 /** A `keepsync …` child process with collected (bounded) output. */
 class Proc {
   constructor(args, name) {
@@ -92,7 +98,7 @@ class Proc {
     this.stdout = '';
     this.stderr = '';
     this.started = performance.now();
-    this.child = spawn(process.execPath, [...(process.env.KEEPSYNC_BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.KEEPSYNC_BENCH_PROFILE}`] : []), CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+    this.child = spawn(process.execPath, [...NODE_ARGS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
     children.add(this.child);
     const cap = (s, d) => (s.length > 200_000 ? s.slice(-100_000) + d : s + d);
     this.child.stdout.on('data', (d) => (this.stdout = cap(this.stdout, String(d))));
@@ -307,10 +313,10 @@ async function withSetup(name, { devices = ['A', 'B'], relay = false } = {}, fn)
     for (const d of Object.values(ctx.devices)) if (d.live) await d.live.stop('SIGTERM', 5000);
     for (const r of Object.values(ctx.relays)) await r.close().catch(() => {});
     if (ctx.server) await ctx.server.proc.stop('SIGTERM', 10_000);
-    if (!keep) {
-      await fsp.rm(root, { recursive: true, force: true }).catch((e) => log(`could not remove ${root}: ${e.message}`));
-      tempRoots.delete(root);
-    } else log(`kept ${root}`);
+    // Removed at the end of the run, not here: on a file system without a journal, ext4
+    // skips inodes freed in the last minutes when it makes a file, so removing this
+    // figure's thousands of files would slow every file the next figure makes.
+    if (keep) log(`kept ${root}`);
   }
 }
 
@@ -692,6 +698,23 @@ function targets(out) {
   return t;
 }
 
+/**
+ * What making one new 4 KiB file costs on the temp disk right now (µs, median of 2,000).
+ * Figures that make thousands of files depend on it: on ext4 without a journal it is
+ * ten times higher for minutes after many files were removed.
+ */
+async function fileCreateMicros() {
+  const dir = await makeTempRoot('probe');
+  const data = Buffer.alloc(4096, 1);
+  const times = [];
+  for (let i = 0; i < 2000; i++) {
+    const t = performance.now();
+    fs.writeFileSync(path.join(dir, `f${i}`), data);
+    times.push((performance.now() - t) * 1000);
+  }
+  return round(times.sort((a, b) => a - b)[1000], 1);
+}
+
 async function main() {
   if (!fs.existsSync(CLI)) {
     process.stderr.write(`bench: ${CLI} is missing; build first (npx tsc -b)\n`);
@@ -708,6 +731,7 @@ async function main() {
     environment: {
       node: process.version, platform: `${os.platform()}-${os.arch()}`, cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model, memGiB: round(os.totalmem() / 2 ** 30, 1), tmpdir: os.tmpdir(),
+      fileCreateMicros: await fileCreateMicros(),
     },
     startedAt: started.toISOString(),
     units: 'MB = 2^20 bytes (from /proc VmHWM/VmRSS kB / 1024); KiB = 1024 bytes; bytes on the wire include TLS and WebSocket framing',

@@ -72,7 +72,7 @@ function hold(socket: net.Socket): Held {
 /** A TLS connection from `localAddress`, resolved once the handshake is done (or the connection is gone). */
 function tlsConnect(port: number, localAddress: string): Promise<Held> {
   return new Promise((resolve) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, localAddress, rejectUnauthorized: false });
+    const socket = tls.connect({ socket: net.connect({ host: '127.0.0.1', port, localAddress }), rejectUnauthorized: false });
     const h = hold(socket);
     socket.once('secureConnect', () => resolve(h));
     socket.once('close', () => resolve(h));

@@ -15,6 +15,12 @@ describe('Repository', () => {
     }
   });
 
+  it('type-checks the tests themselves under the same strict settings as the product', function () {
+    this.timeout(120_000);
+    const r = spawnSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.test.json'], { cwd: root, encoding: 'utf8' });
+    assert.equal(r.status, 0, `type errors in the tests:\n${r.stdout}${r.stderr}`);
+  });
+
   it('has a docker-compose.yml that docker-compose accepts (server with PostgreSQL, volumes, port 8443)', function () {
     const probe = spawnSync('docker-compose', ['version'], { encoding: 'utf8' });
     if (probe.error || probe.status !== 0) this.skip();

@@ -237,7 +237,7 @@ describe('Retention and chunk collection', function () {
 
       // Chunks uploaded long ago and never pushed: garbage, unless a device names them again.
       const [reused, garbage, fresh] = [randomBytes(70_000), randomBytes(70_000), randomBytes(90_000)];
-      const chunked = new Map([reused, garbage, fresh].map((b) => [b, chunkBuffer(b).chunks]));
+      const chunked = new Map<Buffer, ChunkedFile['chunks']>([reused, garbage, fresh].map((b) => [b, chunkBuffer(b).chunks]));
       const upload = async (content: Buffer) => {
         for (const c of chunked.get(content)!) {
           const data = content.subarray(c.offset, c.offset + c.size);

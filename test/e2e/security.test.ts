@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   CloseCode, HANDSHAKE_TIMEOUT_MS, MAX_FRAME, encodeMessage, packHashes, packManifest, unpackHashes,
-  type Op,
+  parseRelPath, type Op, type RelPath,
 } from '@keepsync/protocol';
 import { TestDevice, forEachDatabase, scenario, sortedTree, type Scenario } from '../helpers/cluster.js';
 import { AdminClient, RawSocket, redeemPairing, syncUrl, type RawPairing } from '../helpers/rawDevice.js';
@@ -23,8 +23,9 @@ const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).d
 /** A put op for `content` whose single chunk is `content` itself. */
 function putOp(p: string, content: Buffer, base = 0): Op {
   const hash = sha256(content);
+  // Unchecked: hostile paths are sent on purpose.
   return {
-    op: 'put', path: p as never, base, size: content.length, hash, mtime: Date.now(), exec: false,
+    op: 'put', path: p as RelPath, base, size: content.length, hash, mtime: Date.now(), exec: false,
     manifest: { full: packManifest([{ hash, size: content.length }]) },
   };
 }
@@ -307,7 +308,7 @@ describe('Security', function () {
         const { sock, welcome } = await welcomed(fuzzer.token);
         const ghost = randomBytes(4096);
         // One push: a harmless mkdir, then a put whose chunk the server never received. Refused whole.
-        sock.send({ type: 'push', id: 5, ops: [{ op: 'mkdir', path: 'should-not-exist' }, putOp('ghost.bin', ghost)] });
+        sock.send({ type: 'push', id: 5, ops: [{ op: 'mkdir', path: parseRelPath('should-not-exist') }, putOp('ghost.bin', ghost)] });
         const err = await sock.next('error', (m) => m.id === 5);
         assert.equal(err.code, 'CHUNK_MISSING', err.message);
         assert.ok(!sock.received.some((m) => m.type === 'pushed'), sock.describe());
@@ -318,7 +319,7 @@ describe('Security', function () {
         await sock.next('chunk-ok', (m) => m.id === 6);
         sock.send({
           type: 'push', id: 7, ops: [{
-            op: 'put', path: 'delta.bin', base: 0, size: good.length, hash: sha256(good), mtime: Date.now(), exec: false,
+            op: 'put', path: parseRelPath('delta.bin'), base: 0, size: good.length, hash: sha256(good), mtime: Date.now(), exec: false,
             manifest: { delta: { base: 999_999, head: 0, tail: 0, middle: packManifest([{ hash: sha256(good), size: good.length }]) } },
           }],
         });

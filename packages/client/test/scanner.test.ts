@@ -45,7 +45,7 @@ describe('Scanner', () => {
       }) as typeof fsp.lstat;
       try {
         const { states, vanished } = await new Scanner(root).walk();
-        const files = [...states.keys()].filter((k) => k.startsWith('photos/'));
+        const files: string[] = [...states.keys()].filter((k) => k.startsWith('photos/'));
         assert.equal(files.length, 3, `files seen before the move: ${files.join(', ')}`);
         assert.deepEqual([...vanished].sort(), ['photos/p1.jpg', 'photos/p2.jpg', 'photos/p3.jpg', 'photos/p4.jpg', 'photos/p5.jpg', 'photos/p6.jpg'].filter((p) => !files.includes(p)));
       } finally {

@@ -51,7 +51,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
     downloadLimit: opts.maxDownload ? new TokenBucket(opts.maxDownload) : undefined,
   };
   const folder = new LocalFolder(pairing.dir);
-  const scanner = new Scanner(pairing.dir);
+  const scanner = new Scanner(pairing.dir, folder.real);
   const index = new LocalIndex(home.indexFile);
   const state = { connected: false, pendingUp: 0, pendingDown: 0, lastSyncAt: null as string | null, lastError: null as string | null };
   const publish = () => home.writeState({ pid: process.pid, ...state, updatedAt: new Date().toISOString() });

@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { KeepsyncError, TEMP_PREFIX, crashPoint } from '@keepsync/protocol';
-import { linkInTheWay, openNoFollow, parentsAreFolders, whereOpened } from './noFollow.js';
+import { RealRoot, linkInTheWay, openNoFollow, openedInPlace, parentsAreFolders, whereOpened } from './noFollow.js';
 
 /** What a path must still look like on disk before it may be replaced or removed. */
 export interface Expected {
@@ -34,15 +34,17 @@ export interface PendingWrite {
 export class LocalFolder {
   /** Parent folders checked to be real folders during this cycle (see forgetDirs). */
   private readonly knownDirs = new Set<string>();
-  /** Where the root really is (links resolved), looked up once a cycle. */
-  private realRoot: string | undefined;
+  /** Where the root really is (links resolved), looked up once a cycle; the scanner shares it. */
+  readonly real: RealRoot;
 
-  constructor(readonly root: string) {}
+  constructor(readonly root: string) {
+    this.real = new RealRoot(root);
+  }
 
   /** Forgets which folders were checked: each sync cycle looks at the disk afresh. */
   forgetDirs(): void {
     this.knownDirs.clear();
-    this.realRoot = undefined;
+    this.real.forget();
   }
 
   abs(localPath: string): string {
@@ -148,27 +150,15 @@ export class LocalFolder {
     // A folder on the way swapped for a link since it was checked: write nothing
     // there, and take the empty file back from wherever it was created.
     const where = await whereOpened(fh);
-    if (!(await this.openedInPlace(where, localPath, path.relative(this.root, tmp).split(path.sep).join('/')))) {
+    if (!(await openedInPlace(where, this.real, localPath, path.relative(this.root, tmp).split(path.sep).join('/')))) {
       await fh.close();
       this.knownDirs.clear();
-      this.realRoot = undefined;
+      this.real.forget();
       await fsp.rm(where !== undefined && path.basename(where) === path.basename(tmp) ? where : tmp, { force: true });
       throw notAFolder(dir);
     }
     this.knownDirs.add(dir);
     return { fh, tmp, target };
-  }
-
-  /**
-   * The file opened for `localPath` is where it should be: at `rel` under the
-   * real root, by where the kernel says it is (`where`, see whereOpened),
-   * which also shows a folder swapped for a link and back; where that cannot
-   * be asked, every folder on the way is a real folder now.
-   */
-  private async openedInPlace(where: string | undefined, localPath: string, rel: string): Promise<boolean> {
-    if (where === undefined) return parentsAreFolders(this.root, localPath);
-    this.realRoot ??= await fsp.realpath(this.root).catch(() => undefined);
-    return this.realRoot !== undefined && where === path.join(this.realRoot, ...rel.split('/'));
   }
 
   /**
@@ -325,7 +315,7 @@ export class LocalFolder {
   async read(localPath: string, offset: number, size: number): Promise<Buffer | undefined> {
     let fh: fsp.FileHandle | undefined;
     try {
-      fh = await openNoFollow(this.root, localPath);
+      fh = await openNoFollow(this.root, localPath, undefined, this.real);
       const buf = Buffer.allocUnsafe(size);
       const { bytesRead } = await fh.read(buf, 0, size, offset);
       return bytesRead === size ? buf : undefined;
@@ -342,7 +332,7 @@ export class LocalFolder {
    * answers undefined when the piece cannot be read whole.
    */
   async openRead(localPath: string, ino: number): Promise<{ read(offset: number, size: number): Promise<Buffer | undefined>; close(): Promise<void> } | undefined> {
-    const fh = await openNoFollow(this.root, localPath, ino).catch(() => undefined);
+    const fh = await openNoFollow(this.root, localPath, ino, this.real).catch(() => undefined);
     if (!fh) return undefined;
     return {
       read: async (offset, size) => {

@@ -28,11 +28,30 @@ export async function parentsAreFolders(root: string, localPath: string): Promis
 }
 
 /**
+ * Where a synced folder's root really is (links resolved), looked up once
+ * until `forget` (each sync cycle looks afresh).
+ */
+export class RealRoot {
+  private real: Promise<string | undefined> | undefined;
+
+  constructor(readonly root: string) {}
+
+  path(): Promise<string | undefined> {
+    this.real ??= fsp.realpath(this.root).catch(() => undefined);
+    return this.real;
+  }
+
+  forget(): void {
+    this.real = undefined;
+  }
+}
+
+/**
  * Opens a file for reading without following a symbolic link, neither at its
  * name nor in its parents, and, when `ino` is given, only if it is still that
  * file. Throws a one-line error otherwise.
  */
-export async function openNoFollow(root: string, localPath: string, ino?: number): Promise<fsp.FileHandle> {
+export async function openNoFollow(root: string, localPath: string, ino?: number, real = new RealRoot(root)): Promise<fsp.FileHandle> {
   const abs = path.join(root, ...localPath.split('/'));
   const fh = await fsp.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ELOOP') throw new KeepsyncError('CONFLICT', 'it is a symbolic link now, which is not followed');
@@ -41,7 +60,7 @@ export async function openNoFollow(root: string, localPath: string, ino?: number
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw new KeepsyncError('CONFLICT', 'it is not a file now');
-    if ((ino !== undefined && st.ino !== ino) || !(await parentsAreFolders(root, localPath)) || !(await openedAt(fh, root, localPath))) {
+    if ((ino !== undefined && st.ino !== ino) || !(await openedInPlace(await whereOpened(fh), real, localPath))) {
       throw new KeepsyncError('CONFLICT', 'it was replaced while being read (a folder on its path is a symbolic link now, or it is another file)');
     }
     return fh;
@@ -60,15 +79,16 @@ export async function whereOpened(fh: fsp.FileHandle): Promise<string | undefine
 }
 
 /**
- * The open file is `localPath` under the real root: a parent swapped for a
- * link and back between the open and the checks still shows. True where
- * this cannot be asked.
+ * A file opened as `localPath` (or as `rel`, a temporary name beside it) is
+ * where it should be: at `rel` under the real root, by where the kernel says
+ * it is (`where`, see whereOpened), which also shows a folder on the way
+ * swapped for a link and back between the open and this check. Where that
+ * cannot be asked, every folder on the way is a real folder now.
  */
-export async function openedAt(fh: fsp.FileHandle, root: string, localPath: string): Promise<boolean> {
-  const where = await whereOpened(fh);
-  if (where === undefined) return true;
-  const realRoot = await fsp.realpath(root).catch(() => undefined);
-  return realRoot !== undefined && where === path.join(realRoot, ...localPath.split('/'));
+export async function openedInPlace(where: string | undefined, real: RealRoot, localPath: string, rel = localPath): Promise<boolean> {
+  if (where === undefined) return parentsAreFolders(real.root, localPath);
+  const realRoot = await real.path();
+  return realRoot !== undefined && where === path.join(realRoot, ...rel.split('/'));
 }
 
 /**

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import ignoreFactory, { type Ignore } from 'ignore';
-import { linkInTheWay, openNoFollow, parentsAreFolders } from '../folder/noFollow.js';
+import { linkInTheWay, openNoFollow, parentsAreFolders, type RealRoot } from '../folder/noFollow.js';
 import { Chunker, DEFAULT_IGNORES, IGNORE_FILE, TEMP_PREFIX, parseRelPath, tryParseRelPath, type ChunkRef, type ChunkedFile, type EntryKind, type RelPath } from '@keepsync/protocol';
 
 /** A path as it is on this device's disk right now. */
@@ -43,7 +43,11 @@ export class Scanner {
   /** Folders looked at for links on their way since `forgetLinks`. */
   private readonly linksSeen = new Map<string, Promise<boolean>>();
 
-  constructor(readonly root: string) {}
+  /**
+   * @param real where the root really is, when a sync cycle keeps it (see
+   * LocalFolder.real); otherwise each file's open looks it up.
+   */
+  constructor(readonly root: string, private readonly real?: RealRoot) {}
 
   /** Re-reads `.keepsyncignore`. */
   loadIgnores(): void {
@@ -225,7 +229,7 @@ export class Scanner {
     keepUpTo = 0,
     onChunk?: (chunk: ChunkRef) => Promise<void>,
   ): Promise<HashedFile> {
-    const fh = await openNoFollow(this.root, local.localPath, local.ino);
+    const fh = await openNoFollow(this.root, local.localPath, local.ino, this.real);
     const expectedSize = local.size;
     try {
       const found: ChunkRef[] = [];

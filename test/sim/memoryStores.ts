@@ -143,6 +143,10 @@ class MemoryTx implements MetadataTx {
     return [...this.d.entries.values()].filter((e) => e.folderId === folderId && under(e.path, dir)).sort(byPath).map((e) => ({ ...e }));
   }
 
+  async movedFrom(folderId: number, path: RelPath) {
+    return [...this.d.entries.values()].filter((e) => e.folderId === folderId && e.movedFrom === path).map((e) => ({ ...e }));
+  }
+
   async putEntries(rows: readonly EntryRecord[]) {
     for (const r of rows) this.d.entries.set(key(r.folderId, r.path), { ...r });
   }

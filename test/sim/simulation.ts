@@ -95,12 +95,17 @@ export class Simulation {
     if (node?.kind === 'file' && !this.meta.data.versions.some((v) => v.hash === node.hash)) this.exempt.add(node.hash);
   }
 
+  /** Creates the missing folders above `p`, as LocalFolder does before a write. */
+  private makeParents(d: SimDevice, p: string): void {
+    for (let dir = parentOf(p); dir; dir = parentOf(dir)) if (!d.fs.has(dir)) d.fs.set(dir, { kind: 'dir', data: Buffer.alloc(0), hash: '', ino: this.ino++, mtime: 0 });
+  }
+
   private write(d: SimDevice, p: string, data: Buffer): boolean {
     for (let dir = parentOf(p); dir; dir = parentOf(dir)) if (d.fs.get(dir)?.kind === 'file') return false;
     const old = d.fs.get(p);
     if (old?.kind === 'dir') return false;
     this.destroy(old);
-    for (let dir = parentOf(p); dir; dir = parentOf(dir)) if (!d.fs.has(dir)) d.fs.set(dir, { kind: 'dir', data: Buffer.alloc(0), hash: '', ino: this.ino++, mtime: 0 });
+    this.makeParents(d, p);
     d.fs.set(p, { kind: 'file', data, hash: sha(data), ino: old?.ino ?? this.ino++, mtime: this.clock });
     if (!this.written.has(sha(data))) this.written.set(sha(data), `${d.name} ${p}`);
     return true;
@@ -227,7 +232,7 @@ export class Simulation {
         if (!matches(a.from, a.local) || d.fs.has(a.to)) return;
         // As LocalFolder.rename: parents are created, never through a file.
         for (let dir = parentOf(a.to); dir; dir = parentOf(dir)) if (d.fs.get(dir)?.kind === 'file') return;
-        for (let dir = parentOf(a.to); dir; dir = parentOf(dir)) if (!d.fs.has(dir)) d.fs.set(dir, { kind: 'dir', data: Buffer.alloc(0), hash: '', ino: this.ino++, mtime: 0 });
+        this.makeParents(d, a.to);
         for (const [q, n] of [...d.fs].filter(([q]) => within(q, a.from))) {
           d.fs.delete(q);
           d.fs.set(a.to + q.slice(a.from.length), n);
@@ -272,7 +277,7 @@ export class Simulation {
         for (let dir = parentOf(a.path); dir; dir = parentOf(dir)) if (d.fs.get(dir)?.kind === 'file') return;
         const data = r.size === 0 ? Buffer.alloc(0) : Buffer.from(this.content.chunks.get(r.hash) ?? Buffer.alloc(0));
         if (sha(data) !== r.hash) return;
-        for (let dir = parentOf(a.path); dir; dir = parentOf(dir)) if (!d.fs.has(dir)) d.fs.set(dir, { kind: 'dir', data: Buffer.alloc(0), hash: '', ino: this.ino++, mtime: 0 });
+        this.makeParents(d, a.path);
         const node: Node = { kind: 'file', data, hash: r.hash, ino: this.ino++, mtime: r.mtime };
         d.fs.set(a.path, node);
         d.synced.set(a.path, { path: a.path, kind: 'file', version: r.version, hash: r.hash, size: data.length, mtime: node.mtime, exec: r.exec, ino: node.ino, manifest: null });
@@ -337,11 +342,24 @@ export class Simulation {
         for (const [q, old] of [...d.remote].filter(([q]) => q !== a.from && within(q, a.from))) d.remote.set(q, { ...old, deleted: true });
         for (const q of [...d.synced.keys()].filter((q) => q !== a.to && within(q, a.to))) remote(q, { kind: d.synced.get(q)!.kind, deleted: true });
         remote(a.from, { kind: a.synced.kind, deleted: true, seq: r.seq });
-        remote(a.to, { kind: a.synced.kind, seq: r.seq, version: a.synced.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime });
+        remote(a.to, { kind: a.synced.kind, seq: r.version === a.synced.version ? r.seq : 0, version: r.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime });
         return;
       }
       case 'push-put': {
         const n = d.fs.get(a.path);
+        if (r.status === 'ok' && r.path !== undefined && r.path !== a.path) {
+          // The edit followed a rename made elsewhere: the file follows too.
+          d.synced.delete(a.path);
+          remote(a.path, { deleted: true, seq: r.seq });
+          if (n?.kind === 'file' && n.ino === a.local.ino && n.mtime === a.local.mtime && !d.fs.has(r.path)) {
+            remote(r.path, { seq: r.seq, version: r.version, hash: n.hash, size: n.data.length, mtime: r.mtime ?? n.mtime });
+            d.fs.delete(a.path);
+            this.makeParents(d, r.path);
+            d.fs.set(r.path, n);
+            d.synced.set(r.path, { path: r.path, kind: 'file', version: r.version, hash: n.hash, size: n.data.length, mtime: n.mtime, exec: false, ino: n.ino, manifest: null });
+          }
+          return;
+        }
         if (r.status === 'ok') {
           if (n?.kind === 'file' && n.ino === a.local.ino) {
             d.synced.set(a.path, { path: a.path, kind: 'file', version: r.version, hash: n.hash, size: n.data.length, mtime: n.mtime, exec: false, ino: n.ino, manifest: null });

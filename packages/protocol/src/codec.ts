@@ -184,6 +184,7 @@ function opResult(v: unknown): OpResult {
       const r: OpResult = { status: 'ok', version: int(o, 'version'), seq: int(o, 'seq') };
       if (o.held === true) r.held = true;
       if (o.mtime !== undefined) r.mtime = num(o, 'mtime');
+      if (o.path !== undefined) r.path = path(o, 'path');
       return r;
     }
     case 'conflict':

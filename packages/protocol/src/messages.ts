@@ -67,6 +67,11 @@ export type OpResult =
      * device gives its file too, so every device ends with one mtime.
      */
     mtime?: number;
+    /**
+     * Set on an edit of a file that another device moved meanwhile: the edit
+     * went where the file is now, and the device moves its file there too.
+     */
+    path?: RelPath;
   }
   /** The device's content was kept beside the current one at `path`. */
   | { status: 'conflict'; path: RelPath; version: number; seq: number }

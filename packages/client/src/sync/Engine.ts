@@ -571,8 +571,9 @@ export class Engine {
             crashPoint('client:after-move');
             this.index.tx(() => {
               this.followMove(a.from, a.to);
+              // An edited file keeps its old base, so its change goes up under the new name next cycle.
               const moved = this.index.synced(a.to);
-              if (moved?.kind === 'file') this.index.putSynced({ ...moved, ctime: st.ctimeMs });
+              if (moved?.kind === 'file' && !a.edited) this.index.putSynced({ ...moved, ctime: st.ctimeMs });
             });
           }
           else this.markLocal(a.local.localPath);
@@ -845,7 +846,8 @@ export class Engine {
           this.index.putRemote({ path: s.path, kind: s.kind, deleted: true, seq: 0, version: 0, hash: '', size: 0, mtime: 0, exec: false, from: null, manifest: null });
         }
         remote(a.from, { kind: a.synced.kind, deleted: true, seq: r.seq });
-        remote(a.to, { kind: a.synced.kind, seq: r.seq, version: a.synced.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime, exec: a.synced.exec });
+        // A file edited elsewhere meanwhile moved with its edit: the next pull tells what it holds.
+        remote(a.to, { kind: a.synced.kind, seq: r.version === a.synced.version ? r.seq : 0, version: r.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime, exec: a.synced.exec });
         break;
       case 'push-put': {
         this.wholeManifests.delete(a.path);
@@ -854,7 +856,13 @@ export class Engine {
           path: r.status === 'conflict' ? r.path : a.path, kind: 'file', version: r.version, hash: c.hash, size: c.size,
           mtime: a.local.mtime, exec: a.local.exec, ino: a.local.ino, manifest: packManifest(c.chunks), ctime: a.local.ctime,
         };
-        if (r.status === 'ok') {
+        if (r.status === 'ok' && r.path !== undefined && r.path !== a.path) {
+          // Renamed on another device meanwhile, and the edit went with it: the file
+          // follows here too (afterResult), and is recorded under its new name there.
+          this.index.deleteSynced(a.path);
+          remote(a.path, { deleted: true, seq: r.seq });
+          remote(r.path, { seq: r.seq, version: r.version, hash: c.hash, size: c.size, mtime: r.mtime ?? Math.round(a.local.mtime), exec: a.local.exec });
+        } else if (r.status === 'ok') {
           this.index.putSynced(rec);
           // The server already held these bytes (A7): its version and mtime stand; afterResult gives the file that mtime.
           remote(a.path, { seq: r.seq, version: r.version, hash: c.hash, size: c.size, mtime: r.mtime ?? Math.round(a.local.mtime), exec: a.local.exec });
@@ -871,6 +879,10 @@ export class Engine {
    * too; a file whose bytes the server already held takes the server's mtime.
    */
   private async afterResult(a: Action, r: OpResult): Promise<void> {
+    if (r.status === 'ok' && a.kind === 'push-put' && r.path !== undefined && r.path !== a.path) {
+      await this.editFollowsMove(a, r.path, r.version, r.mtime);
+      return;
+    }
     if (r.status === 'ok' && a.kind === 'push-put' && r.mtime !== undefined && r.mtime !== Math.round(a.local.mtime)) {
       await this.takeServerMtime(a, r.mtime);
       return;
@@ -892,6 +904,24 @@ export class Engine {
     this.opts.log(`conflict: ${local.path} changed elsewhere too; this device's version is kept as ${r.path}`);
     this.markLocal(local.localPath);
     this.markLocal(r.path);
+  }
+
+  /**
+   * An edit pushed against a file another device renamed meanwhile went to
+   * the new name on the server: the file takes that name here too. Changed
+   * again since it was read, it stays (a new file next cycle) and the
+   * server's copy comes down under the new name.
+   */
+  private async editFollowsMove(a: Extract<Action, { kind: 'push-put' }>, to: RelPath, version: number, mtime: number | undefined): Promise<void> {
+    let st = await this.folder.rename(a.local.localPath, to, expectOf(a.local));
+    if (st && mtime !== undefined && mtime !== Math.round(a.local.mtime)) st = await this.folder.setMtime(to, mtime, { size: st.size, mtime: st.mtimeMs, ino: st.ino });
+    if (st) {
+      const c = a.local.content!;
+      this.index.tx(() => this.index.putSynced({ path: to, kind: 'file', version, hash: c.hash, size: c.size, mtime: st.mtimeMs, exec: a.local.exec, ino: st.ino, manifest: packManifest(c.chunks), ctime: st.ctimeMs }));
+      this.opts.log(`${a.path} was renamed to ${to} on another device; the change made here went with it`);
+    }
+    this.markLocal(a.local.localPath);
+    this.markLocal(to);
   }
 
   /**

@@ -18,7 +18,8 @@ export type Action =
   | { kind: 'download'; path: RelPath; remote: RemoteRecord; local?: LocalView; synced?: SyncedRecord }
   | { kind: 'mkdir-local'; path: RelPath; remote: RemoteRecord }
   | { kind: 'delete-local'; path: RelPath; local: LocalView; synced: SyncedRecord }
-  | { kind: 'rename-local'; from: RelPath; to: RelPath; local: LocalView; synced: SyncedRecord; remote: RemoteRecord }
+  /** `edited`: the file changed here too; it moves with its change, which goes up under the new name next cycle. */
+  | { kind: 'rename-local'; from: RelPath; to: RelPath; local: LocalView; synced: SyncedRecord; remote: RemoteRecord; edited?: true }
   /** Record the agreed state without touching anything (same content on both sides, or a touch). */
   | { kind: 'adopt'; path: RelPath; local: LocalView; remote?: RemoteRecord; synced?: SyncedRecord }
   /** Forget a synced record: gone on both sides. */
@@ -60,6 +61,11 @@ export function remoteChanged({ remote: r, synced: s }: PathStates): boolean {
   return r.kind === 'file' && r.version !== s.version;
 }
 
+/** A file changed on the server (not deleted, still a file) since the synced base. */
+function editedThere({ remote: r, synced: s }: PathStates): boolean {
+  return s?.kind === 'file' && r?.kind === 'file' && !r.deleted && r.version !== s.version;
+}
+
 function sameContent(l: LocalView, r: RemoteRecord): boolean {
   if (l.kind !== r.kind) return false;
   return l.kind === 'dir' || (l.content?.hash === r.hash && l.exec === r.exec);
@@ -88,17 +94,20 @@ export function plan(states: Map<RelPath, PathStates>, opts: { skip?: Set<string
     const s = src.synced;
     const l = src.local;
     if (!s || !l || s.kind !== r.kind || (r.kind === 'file' && s.version !== r.version)) continue;
-    if (localChanged(src) || isConsumed(r.from) || isConsumed(to)) continue;
-    actions.push({ kind: 'rename-local', from: r.from, to, local: l, synced: s, remote: r });
+    // A file edited here moves with its edit (SAFETY.md A5): the edit is not left behind at the old name.
+    const edited = localChanged(src);
+    if ((edited && (l.kind !== 'file' || s.kind !== 'file')) || isConsumed(r.from) || isConsumed(to)) continue;
+    actions.push({ kind: 'rename-local', from: r.from, to, local: l, synced: s, remote: r, ...(edited ? { edited: true as const } : {}) });
     consume(r.from, r.kind === 'dir');
     consume(to, r.kind === 'dir');
   }
 
-  // Local moves: the same inode vanished at one path and appeared at another.
+  // Local moves: the same inode vanished at one path and appeared at another. A
+  // file edited on the server meanwhile moves too: the server moves it with its edit.
   const missing = new Map<number, RelPath>();
   for (const p of paths) {
     const st = states.get(p)!;
-    if (!st.local && st.synced && !remoteChanged(st) && !isConsumed(p)) missing.set(st.synced.ino, p);
+    if (!st.local && st.synced && (!remoteChanged(st) || editedThere(st)) && !isConsumed(p)) missing.set(st.synced.ino, p);
   }
   for (const to of paths) {
     const st = states.get(to)!;

@@ -117,6 +117,11 @@ class KnexTx implements MetadataTx {
     return rows.map(toEntry);
   }
 
+  async movedFrom(folderId: number, path: RelPath): Promise<EntryRecord[]> {
+    const rows = await this.db('entries').where({ folder_id: folderId, moved_from: path });
+    return rows.map(toEntry);
+  }
+
   async putEntries(rows: readonly EntryRecord[]): Promise<void> {
     for (const batch of chunked(rows, 200)) {
       await this.db('entries').insert(batch.map(fromEntry)).onConflict(['folder_id', 'path']).merge();

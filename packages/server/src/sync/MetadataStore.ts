@@ -44,6 +44,8 @@ export interface MetadataTx {
   entries(folderId: number, paths: readonly RelPath[]): Promise<Map<RelPath, EntryRecord>>;
   /** Every entry (live or tombstone) strictly under `dir`. */
   entriesUnder(folderId: number, dir: RelPath): Promise<EntryRecord[]>;
+  /** The entries (live or tombstones) whose last change was a move from `path`. */
+  movedFrom(folderId: number, path: RelPath): Promise<EntryRecord[]>;
   /** Inserts or replaces entries by (folder, path). */
   putEntries(rows: readonly EntryRecord[]): Promise<void>;
   insertVersion(v: NewVersion): Promise<number>;

@@ -176,24 +176,43 @@ export class PushApplier {
 
   private async put(op: Extract<Op, { op: 'put' }>): Promise<OpResult> {
     const manifest = await this.resolveManifest(op);
-    await this.ensureParents(op.path);
-    const cur = await this.live(op.path);
+    // An edit of a file someone renamed meanwhile goes where the file is now.
+    const path = (await this.movedTo(op.path, op.base)) ?? op.path;
+    const moved = path !== op.path ? { path } : {};
+    await this.ensureParents(path);
+    const cur = await this.live(path);
     const content = { size: op.size, hash: op.hash, mtime: op.mtime, exec: op.exec };
     if (cur?.kind === 'file' && cur.hash === op.hash && cur.exec === op.exec) {
       // The same bytes: nothing to keep, no conflict (A7). The device takes
       // the kept version's mtime, or it would keep its own for good.
-      return { status: 'ok', version: cur.versionId, seq: cur.seq, mtime: cur.mtime };
+      return { status: 'ok', version: cur.versionId, seq: cur.seq, mtime: cur.mtime, ...moved };
     }
-    let target = op.path;
+    let target = path;
     const conflict = cur !== undefined && !(cur.kind === 'file' && cur.versionId === op.base);
-    if (conflict) target = await this.freeConflictPath(op.path);
+    if (conflict) target = await this.freeConflictPath(path);
     const version = await this.tx.insertVersion({ folderId: this.ctx.folder.id, path: target, manifest, deviceId: this.ctx.deviceId, createdAt: this.ctx.now, ...content });
     const e = this.set(target, { kind: 'file', deleted: false, versionId: version, ...content });
     if (conflict) {
-      await this.tx.activity('conflict', `conflict on ${op.path}: ${this.ctx.deviceName}'s copy kept as ${target}`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
+      await this.tx.activity('conflict', `conflict on ${path}: ${this.ctx.deviceName}'s copy kept as ${target}`, this.ctx.deviceId, this.ctx.folder.id, this.ctx.now);
       return { status: 'conflict', path: target, version, seq: e.seq };
     }
-    return { status: 'ok', version, seq: e.seq };
+    return { status: 'ok', version, seq: e.seq, ...moved };
+  }
+
+  /**
+   * Where the file `path` was moved since the device saw it at version
+   * `base`: the live file that came from `path` by a move and still holds
+   * that version. Undefined when `path` is live, or was deleted or changed
+   * rather than moved.
+   */
+  private async movedTo(path: RelPath, base: number): Promise<RelPath | undefined> {
+    if (base === 0) return undefined;
+    const old = await this.get(path);
+    if (!old?.deleted) return undefined;
+    const found = [...this.dirty.values()].filter((e) => e.movedFrom === path);
+    for (const e of await this.tx.movedFrom(this.ctx.folder.id, path)) found.push(this.cached(e));
+    const to = found.find((e) => !e.deleted && e.kind === 'file' && e.movedFrom === path && e.versionId === base);
+    return to?.path;
   }
 
   private async mkdir(path: RelPath): Promise<OpResult> {
@@ -277,7 +296,8 @@ export class PushApplier {
     if (isWithin(to, from)) throw new KeepsyncError('PATH_INVALID', `cannot move ${from} into itself`);
     const src = await this.live(from);
     if (!src || src.kind !== kind) return { status: 'stale', reason: `${from} is no longer on the server` };
-    if (kind === 'file' && src.versionId !== base) return { status: 'stale', reason: `${from} changed on the server` };
+    // A file edited on another device meanwhile moves with its edit: the
+    // answer's version tells the device which one went.
     if (await this.live(to)) return { status: 'stale', reason: `${to} is taken on the server` };
     await this.ensureParents(to);
     const moved = [src];

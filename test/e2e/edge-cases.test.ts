@@ -207,6 +207,9 @@ describe('File-system edge cases on a device', function () {
       desktop.write('filler.bin', randomBytes(10 * 1024 * 1024));
       await desktop.syncOnce();
       laptop.write('small.txt', log.add('small.txt', 'small'));
+      // Written at the same time as the big file: some of them meet the disk full, and still fit once its temporary file is gone.
+      const smalls = Array.from({ length: 30 }, (_, i) => `smalls/s${i}.bin`);
+      for (const p of smalls) laptop.write(p, log.add(p, randomBytes(64 * 1024)));
       laptop.write('big/big.bin', log.add('big/big.bin', randomBytes(8 * 1024 * 1024)));
       await laptop.syncOnce();
 
@@ -214,6 +217,7 @@ describe('File-system edge cases on a device', function () {
       failedWith(r, /no space left/i);
       assert.deepEqual(leftovers(desktop.dir), []);
       assert.equal(desktop.read('small.txt'), 'small');
+      for (const p of smalls) assert.equal(desktop.exists(p), true, `${p} was not written though it fits`);
       assert.equal(desktop.exists('big/big.bin'), false);
 
       // Live, the failure is reported and retried, leaving nothing behind; with room again it completes.

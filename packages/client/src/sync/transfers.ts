@@ -1,4 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
+import fsp from 'node:fs/promises';
 import { KeepsyncError, TEMP_PREFIX, errorMessage, isKeepsyncError, sha256Hex, unpackManifest, type Manifest, type RelPath } from '@keepsync/protocol';
 import type { LocalIndex } from '../index/LocalIndex.js';
 import type { LocalFolder, PendingWrite, Expected } from '../folder/LocalFolder.js';
@@ -177,9 +178,14 @@ export async function downloadFiles(
   let writeError: { path: string; err: unknown } | undefined;
   /** Content from the server that is not what it named: a damaged or hostile server, never written. */
   let badContent: string | undefined;
+  /** Files that found the disk full while others were being written at the same time, with the error. */
+  const full = new Map<number, unknown>();
+  let retrying = false;
   const failedWrite = (i: number, err: unknown) => {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (FULL_DISK.has(code) && !retrying) full.set(i, err);
     // The disk's trouble is reported; anything else (the target's place taken meanwhile) is retried quietly.
-    if (DISK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) writeError ??= { path: jobs[i].path, err };
+    else if (DISK_ERRORS.has(code)) writeError ??= { path: jobs[i].path, err };
   };
   const one = async (i: number) => {
     const job = jobs[i];
@@ -207,11 +213,16 @@ export async function downloadFiles(
     } finally {
       for (const c of pieces[i].slice(st?.pieces ?? 0)) if (c.occ >= 0) fetcher.release(c.occ);
     }
-    if (!st) return job.onDone(undefined);
+    const settled = () => !full.has(i) || retrying;
+    if (!st) {
+      if (settled()) job.onDone(undefined);
+      return;
+    }
     if (failed || st.h.digest('hex') !== job.hash) {
       if (!failed) badContent ??= job.path;
       await folder.abort(st.w);
-      job.onDone(undefined);
+      // A full disk: looked at again below, once the others' temporary files are gone.
+      if (settled()) job.onDone(undefined);
       return;
     }
     let stat;
@@ -220,10 +231,25 @@ export async function downloadFiles(
     } catch (err) {
       failedWrite(i, err);
     }
-    job.onDone(stat ? { ino: stat.ino, mtime: stat.mtimeMs, ctime: stat.ctimeMs } : undefined);
+    if (stat || settled()) job.onDone(stat ? { ino: stat.ino, mtime: stat.mtimeMs, ctime: stat.ctimeMs } : undefined);
   };
   try {
     await parallel(jobs.map((_, i) => i), WRITE_PARALLEL, one);
+    // A full disk fails every file being written at that moment, small ones too. With
+    // the failed files' temporary files gone, those that fit now are written one at a
+    // time, smallest first; the others wait for the next try.
+    retrying = true;
+    const sizes = new Map([...full.keys()].map((i) => [i, pieces[i].reduce((n, c) => n + c.size, 0)]));
+    for (const i of [...full.keys()].sort((a, b) => sizes.get(a)! - sizes.get(b)!)) {
+      if (lost !== undefined || badContent !== undefined || writeError || !(await roomFor(folder.root, sizes.get(i)!))) {
+        writeError ??= { path: jobs[i].path, err: full.get(i) };
+        jobs[i].onDone(undefined);
+        continue;
+      }
+      for (const c of pieces[i]) c.occ = -1;
+      resumed.delete(i);
+      await one(i);
+    }
   } finally {
     fetcher.stop();
   }
@@ -236,6 +262,19 @@ export async function downloadFiles(
   }
   if (writeError) {
     throw new KeepsyncError('LOCAL_WRITE_FAILED', `cannot write ${writeError.path}: ${describeWriteError(writeError.err)}; it is downloaded again on the next try`);
+  }
+}
+
+/** The disk is full: a file that failed on it may fit once others' temporary files are gone. */
+const FULL_DISK = new Set(['ENOSPC', 'EDQUOT']);
+
+/** Whether the disk holding `dir` has room for `bytes` more, with a margin; yes when it cannot tell. */
+async function roomFor(dir: string, bytes: number): Promise<boolean> {
+  try {
+    const st = await fsp.statfs(dir);
+    return st.bavail * st.bsize > bytes + 1024 * 1024;
+  } catch {
+    return true;
   }
 }
 

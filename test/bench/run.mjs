@@ -382,26 +382,46 @@ function percentile(sorted, p) {
 }
 
 // ---------------------------------------------------------------- 1. initial sync of many small files
-async function benchInitialSync() {
+/** Writes the small-file tree on `A`: answers each file's sha256 and the folders. */
+function writeSmallFiles(A) {
   const { files, fileSize, folders } = SIZES;
-  return withSetup('initial', {}, async (ctx) => {
+  log(`initialSync10k: writing ${files} files of ${fileSize} B in ${folders} nested folders`);
+  // ~100 folders: 10 top-level dirs each with 9 subdirs (10 + 90 = 100), files spread over all.
+  const dirs = [];
+  for (let i = 0; i < 10; i++) {
+    dirs.push(`d${i}`);
+    for (let j = 0; j < Math.round(folders / 10) - 1; j++) dirs.push(`d${i}/s${j}`);
+  }
+  for (const d of dirs) fs.mkdirSync(A.p(d), { recursive: true });
+  const digests = new Map();
+  const pool = crypto.randomBytes(files * fileSize);
+  for (let i = 0; i < files; i++) {
+    const rel = `${dirs[i % dirs.length]}/f${String(i).padStart(5, '0')}.bin`;
+    const buf = pool.subarray(i * fileSize, (i + 1) * fileSize);
+    fs.writeFileSync(A.p(rel), buf);
+    digests.set(rel, crypto.createHash('sha256').update(buf).digest('hex'));
+  }
+  return { digests, dirs };
+}
+
+/** Whether `B` holds exactly these files with these digests (outside any timed region). */
+function holdsAll(B, digests) {
+  const got = listFiles(B.dir);
+  let bad = 0;
+  for (const [rel, digest] of digests) {
+    try {
+      if (crypto.createHash('sha256').update(fs.readFileSync(B.p(rel))).digest('hex') !== digest) bad++;
+    } catch { bad++; }
+  }
+  if (bad > 0 || got.size !== digests.size) log(`initialSync10k: VERIFY FAILED: B has ${got.size} files, ${bad} missing or different`);
+  return bad === 0 && got.size === digests.size;
+}
+
+async function benchInitialSync() {
+  const { files, fileSize } = SIZES;
+  const sequential = await withSetup('initial', {}, async (ctx) => {
     const { A, B } = ctx.devices;
-    log(`initialSync10k: writing ${files} files of ${fileSize} B in ${folders} nested folders`);
-    // ~100 folders: 10 top-level dirs each with 9 subdirs (10 + 90 = 100), files spread over all.
-    const dirs = [];
-    for (let i = 0; i < 10; i++) {
-      dirs.push(`d${i}`);
-      for (let j = 0; j < Math.round(folders / 10) - 1; j++) dirs.push(`d${i}/s${j}`);
-    }
-    for (const d of dirs) fs.mkdirSync(A.p(d), { recursive: true });
-    const digests = new Map();
-    const pool = crypto.randomBytes(files * fileSize);
-    for (let i = 0; i < files; i++) {
-      const rel = `${dirs[i % dirs.length]}/f${String(i).padStart(5, '0')}.bin`;
-      const buf = pool.subarray(i * fileSize, (i + 1) * fileSize);
-      fs.writeFileSync(A.p(rel), buf);
-      digests.set(rel, crypto.createHash('sha256').update(buf).digest('hex'));
-    }
+    const { digests, dirs } = writeSmallFiles(A);
     await pairAll(ctx);
 
     log('initialSync10k: A sync --once');
@@ -418,16 +438,6 @@ async function benchInitialSync() {
 
     // Fixed cost of a sync --once with nothing to do (process start, connect, compare).
     const idle = await A.syncOnce();
-    // Verify (outside the timed region).
-    const got = listFiles(B.dir);
-    let bad = 0;
-    for (const [rel, digest] of digests) {
-      try {
-        if (crypto.createHash('sha256').update(fs.readFileSync(B.p(rel))).digest('hex') !== digest) bad++;
-      } catch { bad++; }
-    }
-    const verified = bad === 0 && got.size === files;
-    if (!verified) log(`initialSync10k: VERIFY FAILED: B has ${got.size} files, ${bad} missing or different`);
     return {
       files,
       fileBytes: fileSize,
@@ -440,9 +450,44 @@ async function benchInitialSync() {
       idleSyncOnceSeconds: round(idle.seconds),
       cpuSeconds: { server: stats.server?.cpuSeconds, deviceA: stats.deviceA?.cpuSeconds, deviceB: stats.deviceB?.cpuSeconds },
       peakRssMB: { server: stats.server?.peakMB, deviceA: stats.deviceA?.peakMB, deviceB: stats.deviceB?.peakMB },
-      verified,
+      verified: holdsAll(B, digests),
     };
   });
+  // As a user meets it: B is running when A makes its first sync, and fetches
+  // files as A's waves of them reach the server.
+  const live = await withSetup('initial-live', {}, async (ctx) => {
+    const { A, B } = ctx.devices;
+    const { digests } = writeSmallFiles(A);
+    await pairAll(ctx);
+    const mem = rssSampler(50);
+    mem.track('server', ctx.server.proc.pid);
+    await B.startLive();
+    mem.track('deviceB', B.live.pid);
+    log('initialSync10k (live B): A sync --once');
+    const t0 = performance.now();
+    let tA;
+    const a = A.syncOnce({ onStart: (p) => mem.track('deviceA', p.pid) }).then(() => { tA = performance.now(); });
+    const deadline = t0 + SYNC_TIMEOUT_MS;
+    let t1;
+    for (;;) {
+      if (listFiles(B.dir).size >= files) { t1 = performance.now(); break; }
+      if (performance.now() > deadline) throw new Error(`initialSync10k (live B): B did not get every file in ${SYNC_TIMEOUT_MS / 1000} s`);
+      if (!B.live.running) throw new Error(`initialSync10k (live B): B's sync exited: ${B.live.stderr.slice(-1000)}`);
+      await sleep(100);
+    }
+    await a;
+    const stats = mem.stop();
+    log(`initialSync10k (live B): B had every file after ${((t1 - t0) / 1000).toFixed(2)} s (A's sync --once took ${((tA - t0) / 1000).toFixed(2)} s)`);
+    return {
+      seconds: round((t1 - t0) / 1000),
+      aSeconds: round((tA - t0) / 1000),
+      cpuSeconds: { server: stats.server?.cpuSeconds, deviceA: stats.deviceA?.cpuSeconds, deviceB: stats.deviceB?.cpuSeconds },
+      peakRssMB: { server: stats.server?.peakMB, deviceA: stats.deviceA?.peakMB, deviceB: stats.deviceB?.peakMB },
+      pollMs: 100,
+      verified: holdsAll(B, digests),
+    };
+  });
+  return { ...sequential, liveB: live };
 }
 
 // ---------------------------------------------------------------- 2. one large file

@@ -711,61 +711,49 @@ export class Engine {
     const phase = phaseTimer();
     const order = (a: Action) => (a.kind === 'push-mkdir' ? 0 : a.kind === 'push-move' ? 1 : a.kind === 'push-put' ? 2 : 3);
     const sorted = [...actions].sort((x, y) => order(x) - order(y) || keyOf(x).localeCompare(keyOf(y)));
-    // Upload the content of puts first; a put whose chunks did not all arrive waits for the next cycle.
     const puts = sorted.filter((a): a is Extract<Action, { kind: 'push-put' }> => a.kind === 'push-put');
-    const ops = new Map<Action, Op>(puts.map((a) => [a, this.opOf(a)]));
-    const jobs = new Map<Action, UploadJob>(puts.map((a) => [a, { localPath: a.local.localPath, ino: a.local.ino, chunks: chunksToOffer(a, ops.get(a)!), data: this.held.get(a.local.localPath) }]));
-    const { uploaded, refused } = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
-    phase('upload chunks');
-    const changed = new Set<Action>();
-    await parallel(puts, RECHECK_PARALLEL, async (a) => {
-      if (!(await this.folder.matches(a.local.localPath, expectOf(a.local)))) changed.add(a);
-    });
-    const ready: Action[] = [];
-    for (const a of sorted) {
-      if (a.kind === 'push-put') {
-        if (!uploaded.has(jobs.get(a)!) || changed.has(a)) {
-          this.markLocal(a.local.localPath);
-          continue;
-        }
+    const pusher = new Pusher(conn, this.progress, this.wholeManifests, (sent, results) => this.recorded(sent, results));
+    // Folders and moves first, then the files in waves: each wave's content goes
+    // up, then its puts, so other devices fetch the first files of a large first
+    // sync while the rest still go up. Deletes last.
+    await pusher.pushAll(sorted.filter((a) => order(a) < 2).map((a) => ({ a, op: this.opOf(a) })));
+    let refused: KeepsyncError | undefined;
+    for (const wave of waves(puts)) {
+      if (refused) {
+        // The server could not store content: the files wait here, unchanged, for a later try.
+        for (const a of wave) this.markLocal(a.local.localPath);
+        continue;
       }
-      ready.push(a);
-    }
-    phase('recheck');
-    let batch: Array<{ a: Action; op: Op }> = [];
-    let bytes = 0;
-    let held = 0;
-    const flush = async () => {
-      if (batch.length === 0) return;
-      const sent = batch;
-      batch = [];
-      bytes = 0;
-      crashPoint('client:before-push');
-      const answer = await conn.request({ type: 'push', id: conn.id(), ops: sent.map((b) => b.op) }, 'pushed').catch((err: unknown) => {
-        // The whole push was refused for a base the server no longer has: the
-        // next cycle sends those puts whole (and uploads what chunks it lacks).
-        if (isKeepsyncError(err) && err.code === 'VERSION_UNKNOWN') for (const b of sent) if (b.op.op === 'put' && 'delta' in b.op.manifest) this.wholeManifests.add(b.op.path);
-        throw err;
+      const ops = new Map<Action, Op>(wave.map((a) => [a, this.opOf(a)]));
+      const jobs = new Map<Action, UploadJob>(wave.map((a) => [a, { localPath: a.local.localPath, ino: a.local.ino, chunks: chunksToOffer(a, ops.get(a)!), data: this.held.get(a.local.localPath) }]));
+      const done = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
+      refused = done.refused;
+      phase('upload chunks');
+      // A put whose chunks did not all arrive, or whose file changed since it was read, waits for the next cycle.
+      const changed = new Set<Action>();
+      await parallel(wave, RECHECK_PARALLEL, async (a) => {
+        if (!(await this.folder.matches(a.local.localPath, expectOf(a.local)))) changed.add(a);
       });
-      crashPoint('client:after-push');
-      this.index.tx(() => sent.forEach((b, i) => this.recordResult(b.a, answer.results[i])));
-      for (const [i, b] of sent.entries()) await this.afterResult(b.a, answer.results[i]);
-      held += answer.results.filter((r) => r.status === 'ok' && r.held).length;
-      this.progress.fileUp(sent.length);
-    };
-    for (const a of ready) {
-      const op = ops.get(a) ?? this.opOf(a);
-      const size = 200 + (op.op === 'put' ? ('full' in op.manifest ? op.manifest.full.byteLength : op.manifest.delta.middle.byteLength) : 0);
-      if (batch.length >= MAX_OPS_PER_PUSH || (bytes + size > PUSH_BYTES && batch.length > 0)) await flush();
-      batch.push({ a, op });
-      bytes += size;
+      const ready = wave.filter((a) => {
+        if (done.uploaded.has(jobs.get(a)!) && !changed.has(a)) return true;
+        this.markLocal(a.local.localPath);
+        return false;
+      });
+      for (const a of wave) this.held.delete(a.local.localPath);
+      phase('recheck');
+      await pusher.pushAll(ready.map((a) => ({ a, op: ops.get(a)! })));
     }
-    await flush();
-    if (held > 0) {
-      this.opts.log(`the server holds ${held} ${held === 1 ? 'delete' : 'deletes'} from this device as a mass delete: other devices keep those files until the admin applies or undoes it on the admin page's Trash tab`);
+    await pusher.pushAll(sorted.filter((a) => order(a) > 2).map((a) => ({ a, op: this.opOf(a) })));
+    if (pusher.held > 0) {
+      this.opts.log(`the server holds ${pusher.held} ${pusher.held === 1 ? 'delete' : 'deletes'} from this device as a mass delete: other devices keep those files until the admin applies or undoes it on the admin page's Trash tab`);
     }
-    // The server could not store content: the rest went; the files wait here, unchanged, for a later try.
     if (refused) throw refused;
+  }
+
+  /** Records what the server did with a push, then does what follows here. */
+  private async recorded(sent: ReadonlyArray<{ a: Action; op: Op }>, results: readonly OpResult[]): Promise<void> {
+    this.index.tx(() => sent.forEach((b, i) => this.recordResult(b.a, results[i])));
+    for (const [i, b] of sent.entries()) await this.afterResult(b.a, results[i]);
   }
 
   private opOf(a: Action): Op {
@@ -971,6 +959,74 @@ function statKey(l: LocalState | undefined): string {
  * it: as the planner saw it. The planner only plans that for a file whose
  * content is what was last synced (a touch keeps the content, not the stat).
  */
+/** Puts in one wave at most: this many files, this many bytes. */
+const WAVE_FILES = 1000;
+const WAVE_BYTES = 64 * 1024 * 1024;
+
+/** Splits puts into waves of at most WAVE_FILES files and WAVE_BYTES bytes (a larger file alone). */
+function waves<T extends { local: LocalView }>(puts: readonly T[]): T[][] {
+  const out: T[][] = [];
+  let wave: T[] = [];
+  let bytes = 0;
+  for (const a of puts) {
+    if (wave.length > 0 && (wave.length >= WAVE_FILES || bytes + a.local.size > WAVE_BYTES)) {
+      out.push(wave);
+      wave = [];
+      bytes = 0;
+    }
+    wave.push(a);
+    bytes += a.local.size;
+  }
+  if (wave.length > 0) out.push(wave);
+  return out;
+}
+
+/** Sends ops in push frames of at most MAX_OPS_PER_PUSH ops and about PUSH_BYTES. */
+class Pusher {
+  /** Deletes the server holds for the admin (a mass delete). */
+  held = 0;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly progress: Progress,
+    /** Paths whose next put goes with its whole chunk list. */
+    private readonly wholeManifests: Set<string>,
+    private readonly onResults: (sent: ReadonlyArray<{ a: Action; op: Op }>, results: readonly OpResult[]) => Promise<void>,
+  ) {}
+
+  async pushAll(items: ReadonlyArray<{ a: Action; op: Op }>): Promise<void> {
+    let batch: Array<{ a: Action; op: Op }> = [];
+    let bytes = 0;
+    for (const item of items) {
+      const { op } = item;
+      const size = 200 + (op.op === 'put' ? ('full' in op.manifest ? op.manifest.full.byteLength : op.manifest.delta.middle.byteLength) : 0);
+      if (batch.length >= MAX_OPS_PER_PUSH || (bytes + size > PUSH_BYTES && batch.length > 0)) {
+        await this.push(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(item);
+      bytes += size;
+    }
+    await this.push(batch);
+  }
+
+  private async push(sent: Array<{ a: Action; op: Op }>): Promise<void> {
+    if (sent.length === 0) return;
+    crashPoint('client:before-push');
+    const answer = await this.conn.request({ type: 'push', id: this.conn.id(), ops: sent.map((b) => b.op) }, 'pushed').catch((err: unknown) => {
+      // The whole push was refused for a base the server no longer has: the
+      // next cycle sends those puts whole (and uploads what chunks it lacks).
+      if (isKeepsyncError(err) && err.code === 'VERSION_UNKNOWN') for (const b of sent) if (b.op.op === 'put' && 'delta' in b.op.manifest) this.wholeManifests.add(b.op.path);
+      throw err;
+    });
+    crashPoint('client:after-push');
+    await this.onResults(sent, answer.results);
+    this.held += answer.results.filter((r) => r.status === 'ok' && r.held).length;
+    this.progress.fileUp(sent.length);
+  }
+}
+
 function expectOf(s: LocalState) {
   return s.kind === 'dir' ? { kind: 'dir' as const } : { size: s.size, mtime: s.mtime, ino: s.ino, ctime: s.ctime };
 }

@@ -138,7 +138,7 @@ export class LocalFolder {
     const tmp = this.tempPath(localPath, name ?? randomBytes(6).toString('hex'));
     const fh = await fsp.open(tmp, 'wx', 0o644).catch(async (err: NodeJS.ErrnoException) => {
       if (err.code === 'EEXIST' && name !== undefined) {
-        await fsp.rm(tmp, { force: true });
+        await unlinkIfThere(tmp);
         return fsp.open(tmp, 'wx', 0o644);
       }
       if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') throw err;
@@ -154,7 +154,7 @@ export class LocalFolder {
       await fh.close();
       this.knownDirs.clear();
       this.real.forget();
-      await fsp.rm(where !== undefined && path.basename(where) === path.basename(tmp) ? where : tmp, { force: true });
+      await unlinkIfThere(where !== undefined && path.basename(where) === path.basename(tmp) ? where : tmp);
       throw notAFolder(dir);
     }
     this.knownDirs.add(dir);
@@ -185,7 +185,7 @@ export class LocalFolder {
   /** Drops a pending write, leaving nothing behind. */
   async abort(w: PendingWrite): Promise<void> {
     await w.fh.close().catch(() => {});
-    await fsp.rm(w.tmp, { force: true });
+    await unlinkIfThere(w.tmp);
   }
 
   /**
@@ -200,7 +200,7 @@ export class LocalFolder {
       await fsp.utimes(w.tmp, when, when);
       if (exec) await fsp.chmod(w.tmp, 0o755);
       if (!(await this.matches(localPath, exp))) {
-        await fsp.rm(w.tmp, { force: true });
+        await unlinkIfThere(w.tmp);
         return undefined;
       }
       // The stat of what was written, taken before it becomes visible: a save
@@ -211,20 +211,20 @@ export class LocalFolder {
       // since the check above is given back, and the download waits.
       const aside = exp.absent ? undefined : await this.setAside(localPath, exp);
       if (aside === false) {
-        await fsp.rm(w.tmp, { force: true });
+        await unlinkIfThere(w.tmp);
         return undefined;
       }
       if (!(await placeNew(w.tmp, w.target))) {
         // A file was made at the place meanwhile: it stays, the download waits.
-        if (aside) await fsp.rm(aside, { force: true });
-        await fsp.rm(w.tmp, { force: true });
+        if (aside) await unlinkIfThere(aside);
+        await unlinkIfThere(w.tmp);
         return undefined;
       }
       crashPoint('client:after-rename');
-      if (aside) await fsp.rm(aside, { force: true });
+      if (aside) await unlinkIfThere(aside);
       return await afterRename(w.target, written);
     } catch (err) {
-      await fsp.rm(w.tmp, { force: true });
+      await unlinkIfThere(w.tmp);
       throw err;
     }
   }
@@ -260,7 +260,7 @@ export class LocalFolder {
     if (!(await this.matches(localPath, exp))) return false;
     const aside = await this.setAside(localPath, exp);
     if (aside === false) return false;
-    if (aside) await fsp.rm(aside, { force: true });
+    if (aside) await unlinkIfThere(aside);
     return true;
   }
 
@@ -346,7 +346,7 @@ export class LocalFolder {
 
   /** Removes one `.keepsync-*` leftover (nothing else). */
   async removeTemp(localPath: string): Promise<void> {
-    if (path.basename(localPath).startsWith(TEMP_PREFIX) && (await parentsAreFolders(this.root, localPath))) await fsp.rm(this.abs(localPath), { force: true });
+    if (path.basename(localPath).startsWith(TEMP_PREFIX) && (await parentsAreFolders(this.root, localPath))) await unlinkIfThere(this.abs(localPath));
   }
 
   /**
@@ -364,7 +364,7 @@ export class LocalFolder {
       for (const e of entries) {
         if (e.name.startsWith(TEMP_PREFIX) && e.isFile()) {
           if (keep(e.name)) kept.push(path.join(dir, e.name));
-          else await fsp.rm(path.join(dir, e.name), { force: true });
+          else await unlinkIfThere(path.join(dir, e.name));
         } else if (e.isDirectory()) stack.push(path.join(dir, e.name));
       }
     }
@@ -373,7 +373,7 @@ export class LocalFolder {
 
   /** Removes one of the files `cleanTemps` kept (absolute path; nothing but a `.keepsync-*` file). */
   async removeKeptTemp(absTemp: string): Promise<void> {
-    if (path.basename(absTemp).startsWith(TEMP_PREFIX) && absTemp.startsWith(this.root + path.sep)) await fsp.rm(absTemp, { force: true });
+    if (path.basename(absTemp).startsWith(TEMP_PREFIX) && absTemp.startsWith(this.root + path.sep)) await unlinkIfThere(absTemp);
   }
 }
 
@@ -398,8 +398,18 @@ async function placeNew(tmp: string, target: string): Promise<boolean> {
     await fsp.rename(tmp, target);
     return true;
   }
-  await fsp.rm(tmp, { force: true });
+  await unlinkIfThere(tmp);
   return true;
+}
+
+/**
+ * Removes a file; one already gone is fine. (Not `rm`, which looks at the
+ * path first, on the main thread, to tell files from folders.)
+ */
+async function unlinkIfThere(abs: string): Promise<void> {
+  await fsp.unlink(abs).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
 }
 
 /**

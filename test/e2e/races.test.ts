@@ -179,7 +179,7 @@ describe('Races pinned by holding one device\'s link', function () {
       await log.assertNothingLost(admin);
     });
 
-    it('A5: an edit pushed before its device heard of a rename made elsewhere follows the rename, there and here', async () => {
+    it('A5: an edit and a new file pushed before their device heard of their folder\'s rename elsewhere go into the renamed folder, there and here', async () => {
       s = await scenario(kind);
       const admin = await AdminClient.login(s.server);
       const log = new ContentLog();
@@ -196,7 +196,9 @@ describe('Races pinned by holding one device\'s link', function () {
       link.holdDown = true;
       const lists = traceLines(desktop, /^> list /);
       const edit = 'edited on the desktop before it heard of the rename\n';
+      const fresh = 'made on the desktop before it heard of the rename\n';
       desktop.write('old/doc.txt', log.add('old/doc.txt', edit));
+      desktop.write('old/fresh.txt', log.add('old/fresh.txt', fresh));
       await waitFor('the desktop to ask for the server\'s changes', () => traceLines(desktop, /^> list /) > lists && link.heldDown > 0);
       // ...while the laptop renames the folder and the server has it first.
       fs.renameSync(laptop.p('old'), laptop.p('new'));
@@ -204,15 +206,19 @@ describe('Races pinned by holding one device\'s link', function () {
       link.release();
       await waitFor('the edit under the new name, on the server and on the desktop', async () => {
         const tree = await serverTree(admin);
-        return tree.get('new/doc.txt') === sha256(edit) && !tree.has('old/doc.txt') && hashes(desktop).get('new/doc.txt') === sha256(edit);
+        const here = hashes(desktop);
+        return tree.get('new/doc.txt') === sha256(edit) && tree.get('new/fresh.txt') === sha256(fresh) && !tree.has('old')
+          && here.get('new/doc.txt') === sha256(edit) && here.get('new/fresh.txt') === sha256(fresh) && !here.has('old');
       }, 30_000).catch((err: Error) => {
         throw new Error(`${err.message}\n${desktop.live?.stderr.split('\n').filter((l) => l.startsWith('keepsync')).slice(-20).join('\n')}`);
       });
-      assert.match(desktop.live?.stderr ?? '', /old\/doc\.txt was renamed to new\/doc\.txt on another device/, 'the desktop pushed against the old name');
+      assert.match(desktop.live?.stderr ?? '', /old was renamed to new on another device; old\/doc\.txt goes there with it/, 'the desktop pushed against the old name');
+      // The folder moved here as a whole: nothing came down again.
+      assert.equal(traceLines(desktop, /^> get-chunks /), 0, 'the desktop downloaded what it had');
       await desktop.stop();
       await settle(laptop, desktop);
       const tree = await agreed(admin, laptop, desktop);
-      assert.deepEqual(sortedTree(tree), sortedTree(new Map([['new', '/'], ['new/doc.txt', sha256(edit)]])));
+      assert.deepEqual(sortedTree(tree), sortedTree(new Map([['new', '/'], ['new/doc.txt', sha256(edit)], ['new/fresh.txt', sha256(fresh)]])));
       await log.assertNothingLost(admin);
     });
 

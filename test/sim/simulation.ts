@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { packManifest, parseRelPath, type Op, type OpResult, type RelPath } from '@keepsync/protocol';
-import { plan, structureOp, type Action, type LocalView, type PathStates, type RemoteRecord, type SyncedRecord } from '@keepsync/client';
+import { movedFolder, plan, structureOp, type Action, type LocalView, type PathStates, type RemoteRecord, type SyncedRecord } from '@keepsync/client';
 import { SyncService, type Folder } from '@keepsync/server';
 import { Rng } from '../chaos/rng.js';
 import { MemoryContentStore, MemoryMetadataStore } from './memoryStores.js';
@@ -348,9 +348,12 @@ export class Simulation {
       case 'push-put': {
         const n = d.fs.get(a.path);
         if (r.status === 'ok' && r.path !== undefined && r.path !== a.path) {
-          // The edit followed a rename made elsewhere: the file follows too.
+          // The edit followed a rename made elsewhere: the file follows too,
+          // or its folder's own move carries it along next cycle.
           d.synced.delete(a.path);
           remote(a.path, { deleted: true, seq: r.seq });
+          const folder = movedFolder(a.path, r.path);
+          if (folder && d.synced.get(folder.from)?.kind === 'dir' && !d.fs.has(folder.to)) return;
           if (n?.kind === 'file' && n.ino === a.local.ino && n.mtime === a.local.mtime && !d.fs.has(r.path)) {
             remote(r.path, { seq: r.seq, version: r.version, hash: n.hash, size: n.data.length, mtime: r.mtime ?? n.mtime });
             d.fs.delete(a.path);

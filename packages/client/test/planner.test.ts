@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { RelPath } from '@keepsync/protocol';
 import type { RemoteRecord, SyncedRecord } from '../src/index/LocalIndex.js';
-import { localChanged, plan, remoteChanged, type Action, type LocalView, type PathStates } from '../src/sync/planner.js';
+import { localChanged, movedFolder, plan, remoteChanged, type Action, type LocalView, type PathStates } from '../src/sync/planner.js';
 
 /**
  * Property tests of the pure planner (SAFETY.md A8): random but consistent
@@ -207,5 +207,30 @@ describe('plan (property tests)', () => {
     assert.deepEqual(plan(new Map([[p, { synced, remote: gone, local: edited }]])).map((a) => a.kind), ['push-put']);
     const newer: RemoteRecord = { ...gone, deleted: false, version: 3, hash: hash(3) };
     assert.deepEqual(plan(new Map([[p, { synced, remote: newer }]])).map((a) => a.kind), ['download']);
+  });
+
+  it('moves a file edited here along with its rename on the server (A5), and pushes a rename of a file edited there', () => {
+    const from = 'doc.txt' as RelPath;
+    const to = 'renamed.txt' as RelPath;
+    const synced: SyncedRecord = { path: from, kind: 'file', version: 1, hash: hash(1), size: 1, mtime: 1, exec: false, ino: 9, manifest: null };
+    const edited: LocalView = { path: from, localPath: from, kind: 'file', size: 2, mtime: 2, ino: 9, exec: false, content: { hash: hash(2), size: 2, chunks: [] } };
+    const gone: RemoteRecord = { path: from, kind: 'file', deleted: true, seq: 2, version: 0, hash: '', size: 0, mtime: 0, exec: false, from: null, manifest: null };
+    const arrived: RemoteRecord = { ...synced, path: to, deleted: false, seq: 2, from, manifest: null };
+    const here = plan(new Map<RelPath, PathStates>([[from, { synced, remote: gone, local: edited }], [to, { remote: arrived }]]));
+    assert.deepEqual(here.map((a) => [a.kind, 'edited' in a ? a.edited : undefined]), [['rename-local', true]]);
+    // Renamed here while edited there: the move goes up (the server moves the edit along).
+    const editedThere: RemoteRecord = { ...synced, path: from, deleted: false, seq: 2, version: 2, hash: hash(2), from: null, manifest: null };
+    const renamed: LocalView = { path: to, localPath: to, kind: 'file', size: 1, mtime: 1, ino: 9, exec: false };
+    assert.deepEqual(plan(new Map<RelPath, PathStates>([[from, { synced, remote: editedThere }], [to, { local: renamed }]])).map((a) => a.kind), ['push-move']);
+  });
+
+  it('tells a file moved with its folder from a file moved on its own', () => {
+    const rp = (p: string) => p as RelPath;
+    assert.deepEqual(movedFolder(rp('old/sub/a.txt'), rp('new/sub/a.txt')), { from: 'old', to: 'new' });
+    assert.deepEqual(movedFolder(rp('a/x/f'), rp('b/y/f')), { from: 'a/x', to: 'b/y' });
+    assert.deepEqual(movedFolder(rp('old/doc.txt'), rp('deep/new/doc.txt')), { from: 'old', to: 'deep/new' });
+    assert.equal(movedFolder(rp('doc.txt'), rp('renamed.txt')), undefined);
+    assert.equal(movedFolder(rp('doc.txt'), rp('folder/doc.txt')), undefined);
+    assert.equal(movedFolder(rp('a/doc.txt'), rp('a/renamed.txt')), undefined);
   });
 });

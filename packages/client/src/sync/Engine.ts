@@ -7,7 +7,7 @@ import type { LocalFolder } from '../folder/LocalFolder.js';
 import type { Scanner, LocalState } from '../scanner/Scanner.js';
 import type { Connection } from '../transport/Connection.js';
 import { Progress } from '../progress.js';
-import { needsHash, plan, sameStat, structureOp, type Action, type LocalView, type PathStates } from './planner.js';
+import { movedFolder, needsHash, plan, sameStat, structureOp, type Action, type LocalView, type PathStates } from './planner.js';
 import { PartialDownloads, downloadFiles, parallel, type DownloadJob } from './transfers.js';
 import { EagerUpload, uploadChunks, type UploadJob } from './uploads.js';
 import { linkInTheWay } from '../folder/noFollow.js';
@@ -895,12 +895,21 @@ export class Engine {
   }
 
   /**
-   * An edit pushed against a file another device renamed meanwhile went to
-   * the new name on the server: the file takes that name here too. Changed
-   * again since it was read, it stays (a new file next cycle) and the
-   * server's copy comes down under the new name.
+   * A file pushed against a name another device moved meanwhile went to the
+   * new name on the server. Moved with its folder (a folder renamed there):
+   * the folder's own move, next cycle, carries it along here, and the file
+   * is then found equal to the server's. Moved on its own: it takes the new
+   * name here now. Changed again since it was read, it stays (a new file next
+   * cycle) and the server's copy comes down under the new name.
    */
   private async editFollowsMove(a: Extract<Action, { kind: 'push-put' }>, to: RelPath, version: number, mtime: number | undefined): Promise<void> {
+    this.markLocal(a.local.localPath);
+    this.markLocal(to);
+    const moved = movedFolder(a.path, to);
+    if (moved && this.index.synced(moved.from)?.kind === 'dir' && (await this.folder.matches(moved.to, { absent: true }))) {
+      this.opts.log(`${moved.from} was renamed to ${moved.to} on another device; ${a.path} goes there with it`);
+      return;
+    }
     let st = await this.folder.rename(a.local.localPath, to, expectOf(a.local));
     if (st && mtime !== undefined && mtime !== Math.round(a.local.mtime)) st = await this.folder.setMtime(to, mtime, { size: st.size, mtime: st.mtimeMs, ino: st.ino });
     if (st) {
@@ -908,8 +917,6 @@ export class Engine {
       this.index.tx(() => this.index.putSynced({ path: to, kind: 'file', version, hash: c.hash, size: c.size, mtime: st.mtimeMs, exec: a.local.exec, ino: st.ino, manifest: packManifest(c.chunks), ctime: st.ctimeMs }));
       this.opts.log(`${a.path} was renamed to ${to} on another device; the change made here went with it`);
     }
-    this.markLocal(a.local.localPath);
-    this.markLocal(to);
   }
 
   /**

@@ -221,3 +221,17 @@ export function structureOp(a: Action, seq: number): Op | undefined {
       return undefined;
   }
 }
+
+/**
+ * The folders of a move from `from` to `to` that kept the file's own name and
+ * the folders below the moved one (`old/sub/a.txt` to `new/sub/a.txt`: `old`
+ * to `new`); undefined when the file itself was renamed or moved.
+ */
+export function movedFolder(from: RelPath, to: RelPath): { from: RelPath; to: RelPath } | undefined {
+  const a = from.split('/');
+  const b = to.split('/');
+  let same = 0;
+  while (same < a.length - 1 && same < b.length - 1 && a[a.length - 1 - same] === b[b.length - 1 - same]) same++;
+  if (same === 0 || a[a.length - 1] !== b[b.length - 1]) return undefined;
+  return { from: a.slice(0, a.length - same).join('/') as RelPath, to: b.slice(0, b.length - same).join('/') as RelPath };
+}

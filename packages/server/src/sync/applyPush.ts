@@ -176,7 +176,8 @@ export class PushApplier {
 
   private async put(op: Extract<Op, { op: 'put' }>): Promise<OpResult> {
     const manifest = await this.resolveManifest(op);
-    // An edit of a file someone renamed meanwhile goes where the file is now.
+    // An edit of a file someone renamed meanwhile goes where the file is now,
+    // a new file in a folder someone renamed into that folder.
     const path = (await this.movedTo(op.path, op.base)) ?? op.path;
     const moved = path !== op.path ? { path } : {};
     await this.ensureParents(path);
@@ -200,19 +201,36 @@ export class PushApplier {
   }
 
   /**
-   * Where the file `path` was moved since the device saw it at version
-   * `base`: the live file that came from `path` by a move and still holds
-   * that version. Undefined when `path` is live, or was deleted or changed
-   * rather than moved.
+   * Where a put meant for `path` goes when the file or its folder was moved
+   * since the device looked: an edit (against version `base`) follows the
+   * file, which came from `path` by a move and still holds that version; a
+   * new file follows the nearest folder above it that was moved away.
+   * Undefined when `path` is live, or its file or folder was deleted or
+   * changed rather than moved (it is written at `path` as sent).
    */
   private async movedTo(path: RelPath, base: number): Promise<RelPath | undefined> {
-    if (base === 0) return undefined;
     const old = await this.get(path);
-    if (!old?.deleted) return undefined;
+    if (old && !old.deleted) return undefined;
+    if (base !== 0) {
+      if (!old) return undefined;
+      const to = (await this.movesFrom(path)).find((e) => e.kind === 'file' && e.versionId === base);
+      return to?.path;
+    }
+    for (const dir of ancestorsOf(path).reverse()) {
+      const e = await this.get(dir);
+      if (!e) continue;
+      if (!e.deleted) return undefined;
+      const to = (await this.movesFrom(dir)).find((m) => m.kind === 'dir');
+      return to ? rebase(path, dir, to.path) : undefined;
+    }
+    return undefined;
+  }
+
+  /** The live entries whose last change was a move from `path`, this push's own writes included. */
+  private async movesFrom(path: RelPath): Promise<EntryRecord[]> {
     const found = [...this.dirty.values()].filter((e) => e.movedFrom === path);
     for (const e of await this.tx.movedFrom(this.ctx.folder.id, path)) found.push(this.cached(e));
-    const to = found.find((e) => !e.deleted && e.kind === 'file' && e.movedFrom === path && e.versionId === base);
-    return to?.path;
+    return found.filter((e) => !e.deleted && e.movedFrom === path);
   }
 
   private async mkdir(path: RelPath): Promise<OpResult> {

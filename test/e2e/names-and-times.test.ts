@@ -120,6 +120,38 @@ describe('Clocks, times, names and long paths (D6)', function () {
       await log.assertNothingLost(admin);
     });
 
+    it('sends a touch (the same bytes, another mtime) to the other devices without making a version (A7), live too', async () => {
+      const mtimeOf = (d: TestDevice) => Math.round(fs.statSync(d.p('touched.txt')).mtimeMs);
+      laptop.write('touched.txt', log.add('touched.txt', 'the same bytes throughout'));
+      setMtime(laptop.p('touched.txt'), Date.UTC(2020, 0, 1, 0, 0, 0, 123));
+      await settle(laptop, desktop);
+      assert.equal(mtimeOf(desktop), Date.UTC(2020, 0, 1, 0, 0, 0, 123));
+
+      const later = Date.UTC(2024, 5, 6, 7, 8, 9, 456);
+      setMtime(laptop.p('touched.txt'), later);
+      await settle(laptop, desktop);
+      assert.deepEqual([mtimeOf(laptop), mtimeOf(desktop)], [later, later]);
+      // Back to an older time, on the other device.
+      const older = Date.UTC(2010, 0, 2, 3, 4, 5, 6);
+      setMtime(desktop.p('touched.txt'), older);
+      await settle(desktop, laptop);
+      assert.deepEqual([mtimeOf(laptop), mtimeOf(desktop)], [older, older]);
+
+      // Live: a touch on the laptop shows on the running desktop.
+      await laptop.start();
+      await desktop.start();
+      const live = Date.UTC(2025, 10, 12, 13, 14, 15, 789);
+      setMtime(laptop.p('touched.txt'), live);
+      await waitFor('the touch on the desktop', () => mtimeOf(desktop) === live, 30_000);
+      await laptop.stop();
+      await desktop.stop();
+
+      assert.equal(desktop.read('touched.txt'), 'the same bytes throughout');
+      const versions: Array<{ modifiedAt: string }> = (await admin.request('GET', '/folders/Sync/versions?path=touched.txt')).body;
+      assert.equal(versions.length, 1, 'a touch makes no version');
+      await log.assertNothingLost(admin);
+    });
+
     it('syncs names Windows reserves, the longest names and paths, and reports what the wire cannot carry', async () => {
       for (const name of WINDOWS_NAMES) laptop.write(name, log.add(name, `named ${name}`));
       laptop.write('PRN/aux/nul.txt', log.add('PRN/aux/nul.txt', 'in reserved folders'));

@@ -253,8 +253,12 @@ export class Simulation {
       }
       case 'adopt': {
         const r = a.remote && !a.remote.deleted ? a.remote : undefined;
-        if (r) d.synced.set(a.path, { path: a.path, kind: r.kind, version: r.version, hash: r.hash, size: a.local.size, mtime: a.local.mtime, exec: r.exec, ino: a.local.ino, manifest: null });
-        else if (a.synced) d.synced.set(a.path, { ...a.synced, size: a.local.size, mtime: a.local.mtime, ino: a.local.ino });
+        // As the Engine: the same bytes on both sides take the server's mtime.
+        let mtime = a.local.mtime;
+        const n = d.fs.get(a.path);
+        if (r?.kind === 'file' && n?.kind === 'file' && matches(a.path, a.local) && Math.round(mtime) !== r.mtime) mtime = n.mtime = r.mtime;
+        if (r) d.synced.set(a.path, { path: a.path, kind: r.kind, version: r.version, hash: r.hash, size: a.local.size, mtime, exec: r.exec, ino: a.local.ino, manifest: null });
+        else if (a.synced) d.synced.set(a.path, { ...a.synced, size: a.local.size, mtime, ino: a.local.ino });
         return;
       }
       case 'forget':

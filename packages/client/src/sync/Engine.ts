@@ -85,6 +85,8 @@ export class Engine {
    * while this device was away): sent whole until a put of them goes through.
    */
   private readonly wholeManifests = new Set<string>();
+  /** Files given the server's mtime, with the change they took it from (a file system may round it: tried once). */
+  private readonly mtimeTried = new Map<string, number>();
   /** Server changes that cannot be written here because a symbolic link holds their place: path → the link. */
   private readonly blocked = new Map<string, { at: string; id: string }>();
   private readonly reportedLinks = new Set<string>();
@@ -508,7 +510,7 @@ export class Engine {
       if (f !== undefined && f === statKey(st.local)) skip.add(p);
       else this.failing.delete(p);
     }
-    const actions = plan(states, { skip });
+    const actions = plan(states, { skip, mtimeTried: (p, seq) => this.mtimeTried.get(p) === seq });
     if (TRACE) process.stderr.write(`keepsync trace: ${actions.map((a) => `${a.kind} ${keyOf(a)}`).join(', ') || 'nothing to do'}\n`);
     if (actions.length === 0) return { worked: false, pendingUp: 0, pendingDown: 0 };
     // A folder delete held back this cycle (something inside changed) is looked at again next cycle.
@@ -588,8 +590,9 @@ export class Engine {
           const r = a.remote && !a.remote.deleted ? a.remote : undefined;
           const s = a.synced;
           let l = a.local;
-          // The same bytes arrived from both sides (A7): the server's version is kept, so is its mtime.
-          if (r?.kind === 'file' && l.kind === 'file' && s?.version !== r.version && Math.round(l.mtime) !== r.mtime) {
+          // The same bytes on both sides (A7: arrived from both, or touched elsewhere): the server's mtime stands.
+          if (r?.kind === 'file' && l.kind === 'file' && Math.round(l.mtime) !== r.mtime) {
+            this.mtimeTried.set(a.path, r.seq);
             const st = await this.folder.setMtime(l.localPath, r.mtime, expectOf(l));
             if (st) l = { ...l, mtime: st.mtimeMs, ctime: st.ctimeMs };
           }

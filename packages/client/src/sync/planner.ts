@@ -78,7 +78,14 @@ function sameContent(l: LocalView, r: RemoteRecord): boolean {
  * base and the server arbitrates (conflict copy, or the edit beats the delete).
  * Pure: the same states always give the same actions.
  */
-export function plan(states: Map<RelPath, PathStates>, opts: { skip?: Set<string> } = {}): Action[] {
+export function plan(
+  states: Map<RelPath, PathStates>,
+  opts: {
+    skip?: Set<string>;
+    /** Whether this file was already given the server's mtime at that change (a file system that cannot hold it exactly). */
+    mtimeTried?: (path: RelPath, seq: number) => boolean;
+  } = {},
+): Action[] {
   const actions: Action[] = [];
   const consumed = new Set<string>();
   const consumedDirs: string[] = [];
@@ -131,7 +138,7 @@ export function plan(states: Map<RelPath, PathStates>, opts: { skip?: Set<string
     const lc = localChanged(st);
     const rc = remoteChanged(st);
     if (!lc && !rc) {
-      if (l && s && l.kind === 'file' && !sameStat(l, s)) actions.push({ kind: 'adopt', path: p, local: l, synced: s, remote: r });
+      if (l?.kind === 'file' && s?.kind === 'file') touched(p, l, s, r);
       continue;
     }
     if (!lc) {
@@ -154,6 +161,22 @@ export function plan(states: Map<RelPath, PathStates>, opts: { skip?: Set<string
   function consume(p: string, dir: boolean): void {
     consumed.add(p);
     if (dir) consumedDirs.push(p);
+  }
+
+  /**
+   * The same bytes on both sides, perhaps another mtime (A7: a touch makes no
+   * version): touched here, the new mtime goes up; touched on the server (or
+   * kept from another device's push), this file takes the server's.
+   */
+  function touched(p: RelPath, l: LocalView, s: SyncedRecord, r: RemoteRecord | undefined): void {
+    const same = r && !r.deleted && r.kind === 'file' && r.version === s.version ? r : undefined;
+    const mtime = Math.round(l.mtime);
+    if (!sameStat(l, s)) {
+      if (same && mtime !== Math.round(s.mtime) && mtime !== same.mtime) actions.push({ kind: 'push-put', path: p, local: l, synced: s });
+      else actions.push({ kind: 'adopt', path: p, local: l, synced: s, remote: r });
+    } else if (same && mtime !== same.mtime && !opts.mtimeTried?.(p, same.seq)) {
+      actions.push({ kind: 'adopt', path: p, local: l, synced: s, remote: same });
+    }
   }
 
   function applyRemote(p: RelPath, { local: l, synced: s, remote: r }: PathStates): void {

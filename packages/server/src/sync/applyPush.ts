@@ -184,8 +184,15 @@ export class PushApplier {
     const cur = await this.live(path);
     const content = { size: op.size, hash: op.hash, mtime: op.mtime, exec: op.exec };
     if (cur?.kind === 'file' && cur.hash === op.hash && cur.exec === op.exec) {
-      // The same bytes: nothing to keep, no conflict (A7). The device takes
-      // the kept version's mtime, or it would keep its own for good.
+      // The same bytes: nothing to keep, no new version, no conflict (A7).
+      // Touched on a device that knew this version: the new mtime is the
+      // file's, and other devices take it from the feed.
+      if (cur.versionId === op.base && cur.mtime !== op.mtime) {
+        const e = this.set(path, { kind: 'file', deleted: false, versionId: cur.versionId, size: cur.size, hash: cur.hash, mtime: op.mtime, exec: cur.exec });
+        return { status: 'ok', version: cur.versionId, seq: e.seq, ...moved };
+      }
+      // Made on a device that did not know of it: the device takes the kept
+      // version's mtime, or it would keep its own for good.
       return { status: 'ok', version: cur.versionId, seq: cur.seq, mtime: cur.mtime, ...moved };
     }
     let target = path;

@@ -346,7 +346,7 @@ export class Simulation {
         for (const [q, old] of [...d.remote].filter(([q]) => q !== a.from && within(q, a.from))) d.remote.set(q, { ...old, deleted: true });
         for (const q of [...d.synced.keys()].filter((q) => q !== a.to && within(q, a.to))) remote(q, { kind: d.synced.get(q)!.kind, deleted: true });
         remote(a.from, { kind: a.synced.kind, deleted: true, seq: r.seq });
-        remote(a.to, { kind: a.synced.kind, seq: r.version === a.synced.version ? r.seq : 0, version: r.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime });
+        remote(a.to, { kind: a.synced.kind, seq: r.version === a.synced.version ? r.seq : 0, version: r.version, hash: a.synced.hash, size: a.synced.size, mtime: Math.round(a.synced.mtime) });
         return;
       }
       case 'push-put': {

@@ -248,7 +248,7 @@ export class LocalFolder {
     await fsp.utimes(this.abs(localPath), when, when);
     const st = await fsp.lstat(this.abs(localPath));
     // Saved again meanwhile: not ours to record.
-    return st.mtimeMs === mtime && st.size === exp.size && st.ino === exp.ino ? st : undefined;
+    return Math.round(st.mtimeMs) === Math.round(mtime) && st.size === exp.size && st.ino === exp.ino ? st : undefined;
   }
 
   /**

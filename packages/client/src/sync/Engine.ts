@@ -590,8 +590,9 @@ export class Engine {
           const r = a.remote && !a.remote.deleted ? a.remote : undefined;
           const s = a.synced;
           let l = a.local;
-          // The same bytes on both sides (A7: arrived from both, or touched elsewhere): the server's mtime stands.
-          if (r?.kind === 'file' && l.kind === 'file' && Math.round(l.mtime) !== r.mtime) {
+          // The same bytes on both sides (A7: arrived from both, or touched elsewhere): the server's mtime
+          // stands. Not for a file changed here in its stat alone: that is recorded first.
+          if (r?.kind === 'file' && l.kind === 'file' && Math.round(l.mtime) !== Math.round(r.mtime) && (s?.version !== r.version || (s && sameStat(l, s)))) {
             this.mtimeTried.set(a.path, r.seq);
             const st = await this.folder.setMtime(l.localPath, r.mtime, expectOf(l));
             if (st) l = { ...l, mtime: st.mtimeMs, ctime: st.ctimeMs };
@@ -838,7 +839,7 @@ export class Engine {
         }
         remote(a.from, { kind: a.synced.kind, deleted: true, seq: r.seq });
         // A file edited elsewhere meanwhile moved with its edit: the next pull tells what it holds.
-        remote(a.to, { kind: a.synced.kind, seq: r.version === a.synced.version ? r.seq : 0, version: r.version, hash: a.synced.hash, size: a.synced.size, mtime: a.synced.mtime, exec: a.synced.exec });
+        remote(a.to, { kind: a.synced.kind, seq: r.version === a.synced.version ? r.seq : 0, version: r.version, hash: a.synced.hash, size: a.synced.size, mtime: Math.round(a.synced.mtime), exec: a.synced.exec });
         break;
       case 'push-put': {
         this.wholeManifests.delete(a.path);

@@ -172,9 +172,9 @@ export function plan(
     const same = r && !r.deleted && r.kind === 'file' && r.version === s.version ? r : undefined;
     const mtime = Math.round(l.mtime);
     if (!sameStat(l, s)) {
-      if (same && mtime !== Math.round(s.mtime) && mtime !== same.mtime) actions.push({ kind: 'push-put', path: p, local: l, synced: s });
+      if (same && mtime !== Math.round(s.mtime) && mtime !== Math.round(same.mtime)) actions.push({ kind: 'push-put', path: p, local: l, synced: s });
       else actions.push({ kind: 'adopt', path: p, local: l, synced: s, remote: r });
-    } else if (same && mtime !== same.mtime && !opts.mtimeTried?.(p, same.seq)) {
+    } else if (same && mtime !== Math.round(same.mtime) && !opts.mtimeTried?.(p, same.seq)) {
       actions.push({ kind: 'adopt', path: p, local: l, synced: s, remote: same });
     }
   }

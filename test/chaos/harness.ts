@@ -1,12 +1,11 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
 import type { DatabaseKind } from '../helpers/databases.js';
 import { Proc, keepsync } from '../helpers/processes.js';
 import { AdminClient } from '../helpers/rawDevice.js';
-import { ServerIndex, TEST_READER, verifyServer, type ServerEntry } from '../helpers/serverIndex.js';
+import { ServerIndex, terminateBackends, verifyServer, type ServerEntry } from '../helpers/serverIndex.js';
 import { Rng } from './rng.js';
 import { chooseOp, type Ctx } from './operations.js';
 
@@ -364,20 +363,3 @@ function traced<T>(fn: () => T): T {
   }
 }
 
-/** Drops every database connection of the server (pg_terminate_backend), as a database restart would. */
-async function terminateBackends(url: string): Promise<number> {
-  const dbName = new URL(url).pathname.slice(1);
-  const admin = new URL(url);
-  admin.pathname = '/postgres';
-  const c = new pg.Client({ connectionString: admin.toString() });
-  await c.connect();
-  try {
-    const r = await c.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> $2",
-      [dbName, TEST_READER],
-    );
-    return r.rowCount ?? 0;
-  } finally {
-    await c.end();
-  }
-}

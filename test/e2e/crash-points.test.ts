@@ -7,7 +7,7 @@ import { TestDevice, forEachDatabase, scenario, sortedTree, type Scenario } from
 import { Proc, keepsync } from '../helpers/processes.js';
 import { AdminClient } from '../helpers/rawDevice.js';
 import { ContentLog, sha256 } from '../helpers/serverContent.js';
-import { ServerIndex, verifyServer } from '../helpers/serverIndex.js';
+import { ServerIndex, terminateBackends, verifyServer } from '../helpers/serverIndex.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -55,7 +55,7 @@ function receivedChunks(stderr: string, kind: 'stored' | 'received again', from 
     .map((l) => l.slice(l.indexOf('trace: put-chunk ')).split(' ')[2]);
 }
 
-describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
+describe('Crashes at exact points (SAFETY.md B1, B2, B3, B4, B8)', function () {
   this.timeout(120_000);
 
   forEachDatabase((kind) => {
@@ -309,6 +309,32 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B8)', function () {
         assert.deepEqual(leftovers(desktop.dir), []);
         await assertServerSound();
         await assertNothingLost();
+      });
+    });
+
+    (kind.name === 'postgres' ? describe : describe.skip)('B4: every connection to the database dropped (a database restart), again and again', () => {
+      it('lets devices\' changes through, without an error shown, while every connection is dropped again and again', async () => {
+        const laptop = await addDevice('laptop');
+        const desktop = await addDevice('desktop');
+        await laptop.start();
+        await desktop.start();
+        // Dropped while the laptop's many small pushes and the desktop's pulls are under way.
+        for (let round = 0; round < 4; round++) {
+          for (let f = 0; f < 40; f++) laptop.write(`r${round}/f${f}.txt`, log.add(`r${round}/f${f}.txt`, `round ${round} file ${f}`));
+          for (let k = 0; k < 5; k++) {
+            await terminateBackends(s.db.url!);
+            await new Promise((resolve) => setTimeout(resolve, 30));
+          }
+        }
+        await waitFor('every file on the desktop', () => [0, 1, 2, 3].every((r) => desktop.exists(`r${r}/f39.txt`) && desktop.exists(`r${r}/f0.txt`)), 60_000);
+        await laptop.stop();
+        await desktop.stop();
+        const said = `${laptop.live?.stderr ?? ''}${desktop.live?.stderr ?? ''}`;
+        assert.doesNotMatch(said, /failed to handle this request/, 'a device was told of a failure');
+        await laptop.syncOnce();
+        await desktop.syncOnce();
+        assert.deepEqual(sortedTree(desktop.tree()), sortedTree(laptop.tree()));
+        await log.assertNothingLost(await AdminClient.login(s.server));
       });
     });
 

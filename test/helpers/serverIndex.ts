@@ -169,3 +169,21 @@ export async function verifyServer(server: TestServer, index: ServerIndex): Prom
   }
   return problems;
 }
+
+/** Drops every database connection of the server (pg_terminate_backend), as a database restart would. */
+export async function terminateBackends(url: string): Promise<number> {
+  const dbName = new URL(url).pathname.slice(1);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const c = new pg.Client({ connectionString: admin.toString() });
+  await c.connect();
+  try {
+    const r = await c.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> $2",
+      [dbName, TEST_READER],
+    );
+    return r.rowCount ?? 0;
+  } finally {
+    await c.end();
+  }
+}

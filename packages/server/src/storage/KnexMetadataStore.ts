@@ -327,6 +327,19 @@ class KnexTx implements MetadataTx {
   }
 }
 
+/** Times a transaction runs again after its database connection was lost. */
+const TRANSACTION_RETRIES = 2;
+
+/** PostgreSQL's connection failures (class 08, and a server shutting down or starting), and a socket that broke. */
+const CONNECTION_LOST = new Set(['57P01', '57P02', '57P03', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT']);
+
+/** The error says the database connection went away, not that the work was wrong. */
+function connectionLost(err: unknown): boolean {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (code.startsWith('08') || CONNECTION_LOST.has(code))) return true;
+  return typeof message === 'string' && /Connection terminated|terminating connection|not queryable|Connection ended/i.test(message);
+}
+
 /** MetadataStore on knex: SQLite (better-sqlite3) or PostgreSQL. */
 export class KnexMetadataStore implements MetadataStore {
   private readonly pg: boolean;
@@ -335,8 +348,26 @@ export class KnexMetadataStore implements MetadataStore {
     this.pg = isPostgres(db);
   }
 
-  transaction<T>(fn: (tx: MetadataTx) => Promise<T>): Promise<T> {
-    return this.db.transaction((trx) => fn(new KnexTx(trx, this.pg)));
+  /**
+   * Runs `fn` in one transaction. A connection lost before the commit (the
+   * database restarted, its connections dropped) left nothing written: the
+   * whole transaction runs again on a new connection, twice at most. Lost
+   * during the commit, whether it took is unknown, and the caller hears of it.
+   */
+  async transaction<T>(fn: (tx: MetadataTx) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let committing = false;
+      try {
+        return await this.db.transaction(async (trx) => {
+          const out = await fn(new KnexTx(trx, this.pg));
+          committing = true;
+          return out;
+        });
+      } catch (err) {
+        if (committing || attempt > TRANSACTION_RETRIES || !connectionLost(err)) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
+    }
   }
 
   async folderByName(name: string): Promise<Folder | undefined> {

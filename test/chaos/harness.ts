@@ -311,7 +311,7 @@ class ChaosRun implements Ctx {
   }
 
   private async check(): Promise<void> {
-    const problems = await this.disagreements(true);
+    const problems = [...(await this.quiet()), ...(await this.disagreements(true))];
     const kept = await this.index.versionHashes();
     for (const [h, where] of this.written) {
       if (!kept.has(h) && !this.exempt.has(h)) problems.push(`lost: content ${h.slice(0, 12)} written by ${where} is nowhere on the server`);
@@ -323,6 +323,22 @@ class ChaosRun implements Ctx {
     this.report.contents = this.written.size;
     this.report.files = [...(await this.index.live()).values()].filter((e) => e.kind === 'file').length;
     if (problems.length > 0) throw new Error(`invariants broken:\n  ${problems.slice(0, 30).join('\n  ')}`);
+  }
+
+  /**
+   * Once everything agrees, devices go quiet: one that keeps planning work
+   * (a change it can never finish, a loop) fails the run (A8, a fixed point).
+   */
+  private async quiet(): Promise<string[]> {
+    const marks = new Map(this.devices.map((d) => [d, d.live?.stderr.length ?? 0]));
+    await sleep(QUIET_MS);
+    const out: string[] = [];
+    for (const d of this.devices) {
+      const plans = (d.live?.stderr ?? '').slice(marks.get(d)).split('\n')
+        .filter((l) => PLAN_LINE.test(l));
+      if (plans.length > QUIET_PLANS) out.push(`${d.name} kept working after everything agreed: ${plans.length} plans in ${QUIET_MS / 1000} s, the last: ${plans[plans.length - 1].slice(0, 300)}`);
+    }
+    return out;
   }
 
   explain(err: unknown): string {
@@ -347,6 +363,12 @@ class ChaosRun implements Ctx {
     await this.s?.cleanup().catch(() => {});
   }
 }
+
+/** How long devices are watched for work after everything agreed, and how many plans with work they may make then. */
+const QUIET_MS = 3000;
+const QUIET_PLANS = 3;
+/** A cycle's plan with work in it, as a traced device logs it. */
+const PLAN_LINE = /^keepsync trace: (download|mkdir-local|delete-local|rename-local|adopt|forget|push-put|push-mkdir|push-delete|push-move) /;
 
 /** Device processes log every cycle's plan, shown when a seed fails. */
 const TRACE = { KEEPSYNC_TRACE: '1' };

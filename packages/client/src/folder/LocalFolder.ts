@@ -378,11 +378,6 @@ export class LocalFolder {
 }
 
 /**
- * The stat of what was just renamed to `target`: taken again, since a rename
- * changes the status change time, unless the file changed meanwhile (other
- * inode, size or mtime), when the stat from before stands and the change shows.
- */
-/**
  * Makes `tmp` visible at `target` unless something is there (made since the
  * caller looked): answers false then, and nothing is replaced. A hard link
  * refuses to replace; where links are not supported, a look and a rename.
@@ -428,6 +423,11 @@ async function giveBack(aside: string, target: string): Promise<void> {
   }
 }
 
+/**
+ * The stat of what was just renamed to `target`: taken again, since a rename
+ * changes the status change time, unless the file changed meanwhile (other
+ * inode, size or mtime), when the stat from before stands and the change shows.
+ */
 async function afterRename(target: string, before: fs.Stats): Promise<fs.Stats> {
   const after = await fsp.lstat(target).catch(() => undefined);
   return after && after.ino === before.ino && after.size === before.size && after.mtimeMs === before.mtimeMs ? after : before;

@@ -965,11 +965,6 @@ function statKey(l: LocalState | undefined): string {
   return l ? `${l.kind}:${l.size}:${l.mtime}:${l.ino}:${l.ctime ?? 0}` : 'absent';
 }
 
-/**
- * What a local file must still be for the engine to replace, move or delete
- * it: as the planner saw it. The planner only plans that for a file whose
- * content is what was last synced (a touch keeps the content, not the stat).
- */
 /** Puts in one wave at most: this many files, this many bytes. */
 const WAVE_FILES = 1000;
 const WAVE_BYTES = 64 * 1024 * 1024;
@@ -1038,6 +1033,11 @@ class Pusher {
   }
 }
 
+/**
+ * What a local file must still be for the engine to replace, move or delete
+ * it: as the planner saw it. The planner only plans that for a file whose
+ * content is what was last synced (a touch keeps the content, not the stat).
+ */
 function expectOf(s: LocalState) {
   return s.kind === 'dir' ? { kind: 'dir' as const } : { size: s.size, mtime: s.mtime, ino: s.ino, ctime: s.ctime };
 }

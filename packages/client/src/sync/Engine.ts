@@ -52,13 +52,6 @@ export interface CycleResult {
   pendingDown: number;
 }
 
-/**
- * The sync engine for one folder: pulls the server's changes into the
- * index, reads the local folder, plans with the pure planner and carries the
- * plan out. Local writes go through LocalFolder's checks; pushes carry their
- * base so the server arbitrates. A cycle can stop anywhere (crash, lost
- * connection) and the next one picks up from what is on disk and in the index.
- */
 /** Set KEEPSYNC_TRACE=1 to log every cycle's planned actions on stderr. */
 const TRACE = process.env.KEEPSYNC_TRACE === '1';
 
@@ -73,6 +66,13 @@ function phaseTimer(): (name: string) => void {
   };
 }
 
+/**
+ * The sync engine for one folder: pulls the server's changes into the
+ * index, reads the local folder, plans with the pure planner and carries the
+ * plan out. Local writes go through LocalFolder's checks; pushes carry their
+ * base so the server arbitrates. A cycle can stop anywhere (crash, lost
+ * connection) and the next one picks up from what is on disk and in the index.
+ */
 export class Engine {
   private readonly dirtyLocal = new Set<string>();
   private readonly dirtyRemote = new Set<RelPath>();

@@ -63,6 +63,22 @@ describe('Sync between two devices', function () {
       assertSameTrees(laptop, desktop);
     });
 
+    it('brings back a folder deleted here that the server kept for a file added in it elsewhere, after that file went too (A3)', async () => {
+      fs.mkdirSync(laptop.p('shared/sub'), { recursive: true });
+      await settle(laptop, desktop);
+      // The desktop deletes the folder while the laptop adds a file in it: the add wins, the folder stays.
+      laptop.write('shared/sub/run.sh', 'added while the folder was deleted elsewhere');
+      await laptop.syncOnce();
+      fs.rmSync(desktop.p('shared'), { recursive: true });
+      await desktop.syncOnce();
+      assert.equal(desktop.read('shared/sub/run.sh'), 'added while the folder was deleted elsewhere');
+      // The file goes as well: the folders it kept stay, on both devices, as on the server.
+      fs.rmSync(laptop.p('shared/sub/run.sh'));
+      await settle(laptop, desktop);
+      assert.ok(fs.statSync(desktop.p('shared/sub')).isDirectory(), 'the desktop lacks the folders the server kept');
+      assertSameTrees(laptop, desktop);
+    });
+
     it('preserves modification times and the executable bit', async () => {
       laptop.write('run.sh', '#!/bin/sh\necho hi\n');
       fs.chmodSync(laptop.p('run.sh'), 0o755);

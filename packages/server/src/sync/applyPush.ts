@@ -279,6 +279,9 @@ export class PushApplier {
     const gone = under.filter((e) => !keep.has(e.path));
     for (const e of gone) this.tombstone(e);
     if (!keep.has(path)) this.tombstone(cur);
+    // A folder kept for what survives in it is written again: the deleting device
+    // took it for gone and hears of it only from a change newer than what it saw.
+    for (const e of [cur, ...under]) if (e.kind === 'dir' && keep.has(e.path) && e.seq <= knownSeq) this.set(e.path, { kind: 'dir', deleted: false });
     const files = gone.filter((e) => e.kind === 'file');
     const itemId = await this.tx.insertTrashItem(
       {

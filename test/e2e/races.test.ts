@@ -27,6 +27,27 @@ function place(d: TestDevice, rel: string, data: string | Buffer, mtimeMs: numbe
 
 const traceLines = (d: TestDevice, re: RegExp) => (d.live?.stderr ?? '').split('\n').filter((l) => re.test(l)).length;
 
+/** Starts `d` live, tracing, and waits until its first cycle found nothing to do. */
+async function startTraced(d: TestDevice): Promise<void> {
+  d.env = { KEEPSYNC_TRACE: '1' };
+  await d.start();
+  await waitFor(`${d.name}'s first cycle to end`, () => traceLines(d, /^keepsync trace: nothing to do/) > 0);
+}
+
+/**
+ * Makes `change` on `d` while `link` holds the server's answers to it, and
+ * waits until the cycle it starts has asked for the server's changes: the
+ * answer (from before whatever happens next) waits in the relay until `link.release()`.
+ */
+async function changeWhileHeld(d: TestDevice, link: Relay, change: () => void): Promise<void> {
+  link.holdDown = true;
+  const lists = traceLines(d, /^> list /);
+  change();
+  await waitFor(`${d.name} to ask for the server's changes`, () => traceLines(d, /^> list /) > lists && link.heldDown > 0).catch((err: Error) => {
+    throw new Error(`${err.message} (held ${link.heldDown} bytes)\n${d.live?.stderr.slice(-3000)}`);
+  });
+}
+
 /** A device's folder as path → sha256 ('/' for folders), as serverTree reports the server's. */
 const hashes = (d: TestDevice) => new Map([...d.tree()].map(([p, v]) => [p, v === '/' ? '/' : sha256(Buffer.from(v, 'base64'))]));
 
@@ -77,22 +98,15 @@ describe('Races pinned by holding one device\'s link', function () {
       const laptop = await s.addDevice('laptop');
       const desktop = await relayedDevice('desktop');
       await desktop.syncOnce();
-      desktop.env = { KEEPSYNC_TRACE: '1' };
-      await desktop.start();
-      await waitFor('the desktop\'s first cycle to end', () => traceLines(desktop, /^keepsync trace: nothing to do/) > 0);
+      await startTraced(desktop);
       const link = relay!;
 
       // The desktop creates the file; its cycle asks for the server's changes,
       // and the answer (nothing new) waits in the relay...
-      link.holdDown = true;
-      const lists = traceLines(desktop, /^> list /);
       const desktopMtime = Date.UTC(2001, 0, 1, 12, 0, 0, 111);
       const laptopMtime = Date.UTC(2002, 1, 2, 12, 0, 0, 222);
       const data = 'the same bytes, written on two devices\n';
-      place(desktop, 'same.txt', data, desktopMtime);
-      await waitFor('the desktop to ask for the server\'s changes', () => traceLines(desktop, /^> list /) > lists && link.heldDown > 0).catch((err: Error) => {
-        throw new Error(`${err.message} (held ${link.heldDown} bytes)\n${desktop.live?.stderr.slice(-3000)}`);
-      });
+      await changeWhileHeld(desktop, link, () => place(desktop, 'same.txt', data, desktopMtime));
       // ...while the laptop creates the same bytes, with another mtime, and sends them first.
       place(laptop, 'same.txt', data, laptopMtime);
       await laptop.syncOnce();
@@ -150,16 +164,11 @@ describe('Races pinned by holding one device\'s link', function () {
       const original = 'renamed on the laptop, edited on the desktop\n';
       laptop.write('doc.txt', log.add('doc.txt', original));
       await settle(laptop, desktop);
-      laptop.env = { KEEPSYNC_TRACE: '1' };
-      await laptop.start();
-      await waitFor('the laptop\'s first cycle to end', () => traceLines(laptop, /^keepsync trace: nothing to do/) > 0);
+      await startTraced(laptop);
       const link = relay!;
 
       // The laptop renames the file; the answer to its pull (nothing new) waits in the relay...
-      link.holdDown = true;
-      const lists = traceLines(laptop, /^> list /);
-      fs.renameSync(laptop.p('doc.txt'), laptop.p('renamed.txt'));
-      await waitFor('the laptop to ask for the server\'s changes', () => traceLines(laptop, /^> list /) > lists && link.heldDown > 0);
+      await changeWhileHeld(laptop, link, () => fs.renameSync(laptop.p('doc.txt'), laptop.p('renamed.txt')));
       // ...while the desktop's edit of it reaches the server: the laptop's move names a base that is gone.
       const edit = 'edited on the desktop\n';
       desktop.write('doc.txt', log.add('doc.txt', edit));
@@ -187,19 +196,16 @@ describe('Races pinned by holding one device\'s link', function () {
       const desktop = await relayedDevice('desktop');
       laptop.write('old/doc.txt', log.add('old/doc.txt', 'in a folder the laptop renames\n'));
       await settle(laptop, desktop);
-      desktop.env = { KEEPSYNC_TRACE: '1' };
-      await desktop.start();
-      await waitFor('the desktop\'s first cycle to end', () => traceLines(desktop, /^keepsync trace: nothing to do/) > 0);
+      await startTraced(desktop);
       const link = relay!;
 
       // The desktop edits the file; the answer to its pull (nothing new) waits in the relay...
-      link.holdDown = true;
-      const lists = traceLines(desktop, /^> list /);
       const edit = 'edited on the desktop before it heard of the rename\n';
       const fresh = 'made on the desktop before it heard of the rename\n';
-      desktop.write('old/doc.txt', log.add('old/doc.txt', edit));
-      desktop.write('old/fresh.txt', log.add('old/fresh.txt', fresh));
-      await waitFor('the desktop to ask for the server\'s changes', () => traceLines(desktop, /^> list /) > lists && link.heldDown > 0);
+      await changeWhileHeld(desktop, link, () => {
+        desktop.write('old/doc.txt', log.add('old/doc.txt', edit));
+        desktop.write('old/fresh.txt', log.add('old/fresh.txt', fresh));
+      });
       // ...while the laptop renames the folder and the server has it first.
       fs.renameSync(laptop.p('old'), laptop.p('new'));
       await laptop.syncOnce();

@@ -65,7 +65,8 @@ export class TestServer {
 
   async cleanup(): Promise<void> {
     await this.stop();
-    await fsp.rm(this.root, { recursive: true, force: true });
+    // An in-process server's store may still be renaming a chunk it was slowed down on: try again a few times.
+    await fsp.rm(this.root, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   }
 }
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { LocalFolder, type Expected } from '../src/folder/LocalFolder.js';
+import { directFs } from '../src/folder/directFs.js';
+import { LocalFolder, type Expected, type PendingWrite } from '../src/folder/LocalFolder.js';
 
 /*
  * A save landing between the engine's last look at a file and its removal or
@@ -12,24 +12,30 @@ import { LocalFolder, type Expected } from '../src/folder/LocalFolder.js';
  * first lets the "user" save it.
  */
 
-type Patched = 'rm' | 'rename' | 'link';
+type Patched = 'unlink' | 'rename' | 'link';
 
-/** Runs `save` just before the first rm, rename or link from or onto `abs`; answers a function that restores fs. */
+/** Runs `save` just before the first unlink, rename or link from or onto `abs`; answers a function that restores fs. */
 function saveJustBefore(abs: string, save: () => void): () => void {
-  const originals = { rm: fsp.rm, rename: fsp.rename, link: fsp.link };
+  const originals = { unlink: directFs.unlink, rename: directFs.rename, link: directFs.link };
   let done = false;
   const wrap = <K extends Patched>(name: K) => {
     const original = originals[name] as (...args: unknown[]) => Promise<unknown>;
-    (fsp as unknown as Record<K, unknown>)[name] = async (...args: unknown[]) => {
+    (directFs as unknown as Record<K, unknown>)[name] = async (...args: unknown[]) => {
       if (!done && (args[0] === abs || args[1] === abs)) {
         done = true;
         save();
       }
-      return original.apply(fsp, args);
+      return original(...args);
     };
   };
-  (['rm', 'rename', 'link'] as const).forEach(wrap);
-  return () => Object.assign(fsp, originals);
+  (['unlink', 'rename', 'link'] as const).forEach(wrap);
+  return () => Object.assign(directFs, originals);
+}
+
+/** Writes `text` into a pending download. */
+async function writeText(w: PendingWrite, text: string): Promise<void> {
+  const bytes = Buffer.from(text);
+  await w.fh.write(bytes, 0, bytes.length, 0);
 }
 
 function expectOf(file: string): Expected {
@@ -79,7 +85,7 @@ describe('LocalFolder', () => {
       fs.writeFileSync(file, 'as synced');
       const exp = expectOf(file);
       const w = await folder.begin('doc.txt');
-      await w.fh.write('the download');
+      await writeText(w, 'the download');
       restore = saveJustBefore(file, () => fs.writeFileSync(file, 'saved by the user at that very moment'));
       assert.equal(await folder.commit(w, 'doc.txt', Date.now(), false, exp), undefined);
       restore();
@@ -90,7 +96,7 @@ describe('LocalFolder', () => {
     it('does not replace a file made where a new one was to arrive', async () => {
       const file = path.join(root, 'new.txt');
       const w = await folder.begin('new.txt');
-      await w.fh.write('the download');
+      await writeText(w, 'the download');
       // Made after the check that the place is free, just before the download goes there.
       restore = saveJustBefore(w.tmp, () => fs.writeFileSync(file, 'made by the user at that very moment'));
       assert.equal(await folder.commit(w, 'new.txt', Date.now(), false, { absent: true }), undefined);
@@ -103,7 +109,7 @@ describe('LocalFolder', () => {
       const file = path.join(root, 'doc.txt');
       fs.writeFileSync(file, 'as synced');
       const w = await folder.begin('doc.txt');
-      await w.fh.write('the download');
+      await writeText(w, 'the download');
       const st = await folder.commit(w, 'doc.txt', 1_600_000_000_000, true, expectOf(file));
       assert.ok(st);
       assert.equal(fs.readFileSync(file, 'utf8'), 'the download');

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { chunkBuffer } from '@keepsync/protocol';
+import { directFs } from '../src/folder/directFs.js';
 import { Scanner } from '../src/scanner/Scanner.js';
 
 describe('Scanner', () => {
@@ -36,20 +36,20 @@ describe('Scanner', () => {
       for (let i = 1; i <= 6; i++) fs.writeFileSync(path.join(root, `photos/p${i}.jpg`), `photo ${i}`);
       const away = fs.mkdtempSync(path.join(os.tmpdir(), 'keepsync-away-'));
       // The real lstat, with the folder moved away right after the walk looked at its third file.
-      const real = fsp.lstat;
+      const real = directFs.lstat;
       let seen = 0;
-      fsp.lstat = (async (p: fs.PathLike, ...rest: unknown[]) => {
-        const st = await (real as (...a: unknown[]) => Promise<fs.Stats>)(p, ...rest);
+      directFs.lstat = async (p: string) => {
+        const st = await real(p);
         if (String(p).includes(`${path.sep}photos${path.sep}p`) && ++seen === 3) fs.renameSync(path.join(root, 'photos'), path.join(away, 'photos'));
         return st;
-      }) as typeof fsp.lstat;
+      };
       try {
         const { states, vanished } = await new Scanner(root).walk();
         const files: string[] = [...states.keys()].filter((k) => k.startsWith('photos/'));
         assert.equal(files.length, 3, `files seen before the move: ${files.join(', ')}`);
         assert.deepEqual([...vanished].sort(), ['photos/p1.jpg', 'photos/p2.jpg', 'photos/p3.jpg', 'photos/p4.jpg', 'photos/p5.jpg', 'photos/p6.jpg'].filter((p) => !files.includes(p)));
       } finally {
-        fsp.lstat = real;
+        directFs.lstat = real;
         fs.rmSync(away, { recursive: true, force: true });
       }
     });

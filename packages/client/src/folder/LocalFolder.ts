@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
+import { DirectHandle, directFs } from './directFs.js';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { KeepsyncError, TEMP_PREFIX, crashPoint } from '@keepsync/protocol';
@@ -19,7 +19,7 @@ export interface Expected {
 
 /** A file being written: chunks are appended, then `commit` renames it into place. */
 export interface PendingWrite {
-  fh: fsp.FileHandle;
+  fh: DirectHandle;
   tmp: string;
   target: string;
 }
@@ -88,10 +88,10 @@ export class LocalFolder {
     let cur = this.root;
     for (const part of parts) {
       cur = path.join(cur, part);
-      const st = await fsp.lstat(cur).catch(() => undefined);
+      const st = await directFs.lstat(cur).catch(() => undefined);
       if (st?.isDirectory()) continue;
       if (st) throw notAFolder(path.relative(this.root, cur).split(path.sep).join('/'));
-      await fsp.mkdir(cur).catch((err: NodeJS.ErrnoException) => {
+      await directFs.mkdir(cur).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'EEXIST') throw err;
       });
     }
@@ -105,7 +105,7 @@ export class LocalFolder {
     // A missing parent is fine (the path is absent); a link on the way is not.
     const slash = localPath.lastIndexOf('/');
     if (slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash)))) return false;
-    const st = await fsp.lstat(this.abs(localPath)).catch(() => undefined);
+    const st = await directFs.lstat(this.abs(localPath)).catch(() => undefined);
     if (exp.absent) return st === undefined;
     if (!st) return false;
     if (exp.kind === 'dir') return st.isDirectory();
@@ -136,16 +136,16 @@ export class LocalFolder {
     if (!this.knownDirs.has(dir) && !(await parentsAreFolders(this.root, localPath))) throw notAFolder(dir);
     const target = this.abs(localPath);
     const tmp = this.tempPath(localPath, name ?? randomBytes(6).toString('hex'));
-    const fh = await fsp.open(tmp, 'wx', 0o644).catch(async (err: NodeJS.ErrnoException) => {
+    const fh = await directFs.open(tmp, 'wx', 0o644).catch(async (err: NodeJS.ErrnoException) => {
       if (err.code === 'EEXIST' && name !== undefined) {
         await unlinkIfThere(tmp);
-        return fsp.open(tmp, 'wx', 0o644);
+        return directFs.open(tmp, 'wx', 0o644);
       }
       if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') throw err;
       // A parent folder changed since it was last checked: check again.
       this.knownDirs.clear();
       await this.ensureParents(localPath);
-      return fsp.open(tmp, 'wx', 0o644);
+      return directFs.open(tmp, 'wx', 0o644);
     });
     // A folder on the way swapped for a link since it was checked: write nothing
     // there, and take the empty file back from wherever it was created.
@@ -171,14 +171,14 @@ export class LocalFolder {
     const target = this.abs(localPath);
     const tmp = this.tempPath(localPath, name);
     // Never through a symbolic link, neither the file nor (as in begin) its folders.
-    const st = await fsp.lstat(tmp).catch(() => undefined);
+    const st = await directFs.lstat(tmp).catch(() => undefined);
     if (!st?.isFile()) return undefined;
     try {
       await this.ensureParents(localPath);
     } catch {
       return undefined;
     }
-    const fh = await fsp.open(tmp, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW).catch(() => undefined);
+    const fh = await directFs.open(tmp, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW).catch(() => undefined);
     return fh ? { fh, tmp, target } : undefined;
   }
 
@@ -197,15 +197,15 @@ export class LocalFolder {
     try {
       await w.fh.close();
       const when = new Date(mtime);
-      await fsp.utimes(w.tmp, when, when);
-      if (exec) await fsp.chmod(w.tmp, 0o755);
+      await directFs.utimes(w.tmp, when, when);
+      if (exec) await directFs.chmod(w.tmp, 0o755);
       if (!(await this.matches(localPath, exp))) {
         await unlinkIfThere(w.tmp);
         return undefined;
       }
       // The stat of what was written, taken before it becomes visible: a save
       // made right after the rename must show up as a change, not be taken for ours.
-      const written = await fsp.lstat(w.tmp);
+      const written = await directFs.lstat(w.tmp);
       crashPoint('client:before-rename');
       // The file replaced goes aside first and is looked at again: a save made
       // since the check above is given back, and the download waits.
@@ -233,10 +233,10 @@ export class LocalFolder {
   async mkdir(localPath: string): Promise<fs.Stats> {
     await this.ensureParents(localPath);
     if (!(await parentsAreFolders(this.root, localPath))) throw notAFolder(path.posix.dirname(localPath));
-    await fsp.mkdir(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
+    await directFs.mkdir(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST') throw err;
     });
-    const st = await fsp.lstat(this.abs(localPath));
+    const st = await directFs.lstat(this.abs(localPath));
     if (!st.isDirectory()) throw notAFolder(localPath);
     return st;
   }
@@ -245,8 +245,8 @@ export class LocalFolder {
   async setMtime(localPath: string, mtime: number, exp: Expected): Promise<fs.Stats | undefined> {
     if (!(await this.matches(localPath, exp))) return undefined;
     const when = new Date(mtime);
-    await fsp.utimes(this.abs(localPath), when, when);
-    const st = await fsp.lstat(this.abs(localPath));
+    await directFs.utimes(this.abs(localPath), when, when);
+    const st = await directFs.lstat(this.abs(localPath));
     // Saved again meanwhile: not ours to record.
     return Math.round(st.mtimeMs) === Math.round(mtime) && st.size === exp.size && st.ino === exp.ino ? st : undefined;
   }
@@ -274,12 +274,12 @@ export class LocalFolder {
     const abs = this.abs(localPath);
     const aside = this.tempPath(localPath, `aside-${randomBytes(8).toString('hex')}`);
     try {
-      await fsp.rename(abs, aside);
+      await directFs.rename(abs, aside);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
-    const st = await fsp.lstat(aside);
+    const st = await directFs.lstat(aside);
     // The rename itself changes the status change time: size, mtime and inode tell a save.
     if (st.isFile() && (exp.size === undefined || st.size === exp.size) && (exp.mtime === undefined || st.mtimeMs === exp.mtime) && (exp.ino === undefined || st.ino === exp.ino)) {
       return aside;
@@ -292,7 +292,7 @@ export class LocalFolder {
   async removeDir(localPath: string): Promise<boolean> {
     if (!(await parentsAreFolders(this.root, localPath))) return false;
     try {
-      await fsp.rmdir(this.abs(localPath));
+      await directFs.rmdir(this.abs(localPath));
       this.knownDirs.delete(localPath);
       return true;
     } catch {
@@ -305,15 +305,15 @@ export class LocalFolder {
     if (!(await this.matches(from, exp)) || !(await this.matches(to, { absent: true }))) return undefined;
     await this.ensureParents(to);
     // As in commit: the stat from before the rename, so a save right after it counts as a change.
-    const moved = await fsp.lstat(this.abs(from));
-    await fsp.rename(this.abs(from), this.abs(to));
+    const moved = await directFs.lstat(this.abs(from));
+    await directFs.rename(this.abs(from), this.abs(to));
     this.knownDirs.clear();
     return afterRename(this.abs(to), moved);
   }
 
   /** Reads `size` bytes at `offset` of a file, or undefined when it cannot. */
   async read(localPath: string, offset: number, size: number): Promise<Buffer | undefined> {
-    let fh: fsp.FileHandle | undefined;
+    let fh: DirectHandle | undefined;
     try {
       fh = await openNoFollow(this.root, localPath, undefined, this.real);
       const buf = Buffer.allocUnsafe(size);
@@ -360,7 +360,7 @@ export class LocalFolder {
     const stack = [this.root];
     while (stack.length > 0) {
       const dir = stack.pop()!;
-      const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => [] as fs.Dirent[]);
+      const entries = await directFs.readdirTyped(dir).catch(() => [] as fs.Dirent[]);
       for (const e of entries) {
         if (e.name.startsWith(TEMP_PREFIX) && e.isFile()) {
           if (keep(e.name)) kept.push(path.join(dir, e.name));
@@ -384,13 +384,13 @@ export class LocalFolder {
  */
 async function placeNew(tmp: string, target: string): Promise<boolean> {
   try {
-    await fsp.link(tmp, target);
+    await directFs.link(tmp, target);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return false;
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw err;
-    if (await fsp.lstat(target).then(() => true, () => false)) return false;
-    await fsp.rename(tmp, target);
+    if (await directFs.lstat(target).then(() => true, () => false)) return false;
+    await directFs.rename(tmp, target);
     return true;
   }
   await unlinkIfThere(tmp);
@@ -402,7 +402,7 @@ async function placeNew(tmp: string, target: string): Promise<boolean> {
  * path first, on the main thread, to tell files from folders.)
  */
 async function unlinkIfThere(abs: string): Promise<void> {
-  await fsp.unlink(abs).catch((err: NodeJS.ErrnoException) => {
+  await directFs.unlink(abs).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
   });
 }
@@ -429,7 +429,7 @@ async function giveBack(aside: string, target: string): Promise<void> {
  * inode, size or mtime), when the stat from before stands and the change shows.
  */
 async function afterRename(target: string, before: fs.Stats): Promise<fs.Stats> {
-  const after = await fsp.lstat(target).catch(() => undefined);
+  const after = await directFs.lstat(target).catch(() => undefined);
   return after && after.ino === before.ino && after.size === before.size && after.mtimeMs === before.mtimeMs ? after : before;
 }
 

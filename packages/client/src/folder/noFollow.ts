@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
+import { DirectHandle, directFs } from './directFs.js';
 import path from 'node:path';
 import { KeepsyncError } from '@keepsync/protocol';
 
@@ -21,7 +21,7 @@ export async function parentsAreFolders(root: string, localPath: string): Promis
   let cur = root;
   for (const part of parts) {
     cur = path.join(cur, part);
-    const st = await fsp.lstat(cur).catch(() => undefined);
+    const st = await directFs.lstat(cur).catch(() => undefined);
     if (!st?.isDirectory()) return false;
   }
   return true;
@@ -37,7 +37,7 @@ export class RealRoot {
   constructor(readonly root: string) {}
 
   path(): Promise<string | undefined> {
-    this.real ??= fsp.realpath(this.root).catch(() => undefined);
+    this.real ??= directFs.realpath(this.root).catch(() => undefined);
     return this.real;
   }
 
@@ -51,9 +51,9 @@ export class RealRoot {
  * name nor in its parents, and, when `ino` is given, only if it is still that
  * file. Throws a one-line error otherwise.
  */
-export async function openNoFollow(root: string, localPath: string, ino?: number, real = new RealRoot(root)): Promise<fsp.FileHandle> {
+export async function openNoFollow(root: string, localPath: string, ino?: number, real = new RealRoot(root)): Promise<DirectHandle> {
   const abs = path.join(root, ...localPath.split('/'));
-  const fh = await fsp.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+  const fh = await directFs.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ELOOP') throw new KeepsyncError('CONFLICT', 'it is a symbolic link now, which is not followed');
     throw err;
   });
@@ -74,8 +74,8 @@ export async function openNoFollow(root: string, localPath: string, ino?: number
  * Where the kernel says an open file is (Linux: /proc/self/fd), or undefined
  * where this cannot be asked.
  */
-export async function whereOpened(fh: fsp.FileHandle): Promise<string | undefined> {
-  return fsp.readlink(`/proc/self/fd/${fh.fd}`).catch(() => undefined);
+export async function whereOpened(fh: DirectHandle): Promise<string | undefined> {
+  return directFs.readlink(`/proc/self/fd/${fh.fd}`).catch(() => undefined);
 }
 
 /**
@@ -100,7 +100,7 @@ export async function linkInTheWay(root: string, localPath: string): Promise<{ a
   const parts = localPath.split('/');
   for (let i = 0; i < parts.length; i++) {
     const at = parts.slice(0, i + 1).join('/');
-    const st = await fsp.lstat(path.join(root, ...parts.slice(0, i + 1))).catch(() => undefined);
+    const st = await directFs.lstat(path.join(root, ...parts.slice(0, i + 1))).catch(() => undefined);
     if (!st) return undefined;
     if (st.isSymbolicLink()) return { at, id: `${st.dev}:${st.ino}:${st.mtimeMs}` };
     if (!st.isDirectory()) return undefined;

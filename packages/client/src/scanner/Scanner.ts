@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
+import { directFs } from '../folder/directFs.js';
 import path from 'node:path';
 import ignoreFactory, { type Ignore } from 'ignore';
 import { linkInTheWay, openNoFollow, parentsAreFolders, type RealRoot } from '../folder/noFollow.js';
@@ -81,7 +81,7 @@ export class Scanner {
   async stat(localPath: string): Promise<LocalState | undefined> {
     const slash = localPath.lastIndexOf('/');
     if (slash > 0 && (await this.linkAbove(localPath.slice(0, slash)))) return undefined;
-    const st = await fsp.lstat(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
+    const st = await directFs.lstat(this.abs(localPath)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
       throw err;
     });
@@ -90,7 +90,7 @@ export class Scanner {
       return onDisk === undefined ? undefined : this.stat(onDisk);
     }
     const state = this.toState(localPath, st);
-    if (state && state.localPath !== state.path && (await fsp.lstat(this.abs(state.path)).catch(() => undefined))) {
+    if (state && state.localPath !== state.path && (await directFs.lstat(this.abs(state.path)).catch(() => undefined))) {
       this.clashes.push(localPath);
       return undefined;
     }
@@ -118,7 +118,7 @@ export class Scanner {
     if (/^[\x00-\x7f]*$/.test(localPath)) return undefined;
     let found = '';
     for (const part of localPath.split('/')) {
-      const names = await fsp.readdir(found ? this.abs(found) : this.root).catch(() => [] as string[]);
+      const names = await directFs.readdir(found ? this.abs(found) : this.root).catch(() => [] as string[]);
       const want = part.normalize('NFC');
       const name = names.includes(part) ? part : names.find((n) => n.normalize('NFC') === want);
       if (name === undefined) return undefined;
@@ -165,7 +165,7 @@ export class Scanner {
       const { dir, ino } = stack.pop()!;
       let names: fs.Dirent[];
       try {
-        names = await fsp.readdir(dir ? this.abs(dir) : this.root, { withFileTypes: true });
+        names = await directFs.readdirTyped(dir ? this.abs(dir) : this.root);
       } catch {
         unreadable.push(dir);
         continue;
@@ -183,7 +183,7 @@ export class Scanner {
           this.temps.push(rel);
           continue;
         }
-        const st = await fsp.lstat(this.abs(rel)).catch(() => undefined);
+        const st = await directFs.lstat(this.abs(rel)).catch(() => undefined);
         if (!st) {
           vanished.push(rel);
           continue;
@@ -211,7 +211,7 @@ export class Scanner {
   /** The inode of a real folder reached through real folders only, or undefined. */
   private async folderId(localDir: string): Promise<number | undefined> {
     if (!(await parentsAreFolders(this.root, `${localDir}/x`))) return undefined;
-    const st = await fsp.lstat(this.abs(localDir)).catch(() => undefined);
+    const st = await directFs.lstat(this.abs(localDir)).catch(() => undefined);
     return st?.isDirectory() ? st.ino : undefined;
   }
 

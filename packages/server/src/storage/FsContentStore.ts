@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFile as readFileCallback, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { KeepsyncError, sha256Hex } from '@keepsync/protocol';
 import type { ContentStore, StoredChunk } from './ContentStore.js';
 
@@ -20,6 +21,18 @@ const GROUP_BYTES = 64 * 1024 * 1024;
 const GROUP_DELAY_MS = 200;
 /** Up to this many files (or folders) are fsynced each; more sync the whole file system at once. */
 const FSYNC_EACH_MAX = 16;
+/**
+ * Chunks up to this size (a small file's) are written on the event loop: for
+ * them the thread pool's hand-offs cost more than the write. Larger ones are
+ * written in the pool, beside the next chunks' transfer.
+ */
+const WRITE_DIRECTLY_MAX = 16 * 1024;
+/**
+ * Chunks are read in the thread pool (a read may wait for the disk, and other
+ * devices must not wait for it), through the callback API: `fs/promises`
+ * costs more than twice the CPU per small file in handle objects.
+ */
+const readFile = promisify(readFileCallback);
 
 /**
  * Chunks as files under `DIR/chunks/ab/abcdef…`. A put writes a temporary
@@ -130,7 +143,8 @@ export class FsContentStore implements ContentStore {
       if (this.settling.has(hash)) return;
       const tmp = path.join(this.root, 'tmp', `${hash}.${randomBytes(6).toString('hex')}`);
       try {
-        await fs.writeFile(tmp, data, { flag: 'wx' });
+        if (data.byteLength <= WRITE_DIRECTLY_MAX) writeFileSync(tmp, data, { flag: 'wx' });
+        else await fs.writeFile(tmp, data, { flag: 'wx' });
       } catch (err) {
         await fs.rm(tmp, { force: true });
         throw err;
@@ -210,11 +224,13 @@ export class FsContentStore implements ContentStore {
     }
     // Two puts of the same new chunk may race here; the rename keeps one whole file.
     const existed = existsSync(file);
-    await fs.rename(tmp, file).catch(async (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
+    try {
+      renameSync(tmp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       await fs.mkdir(dir, { recursive: true });
       await fs.rename(tmp, file);
-    });
+    }
     if (!existed) this.counted(1, size);
   }
 
@@ -235,7 +251,7 @@ export class FsContentStore implements ContentStore {
   private async touch(file: string): Promise<boolean> {
     const now = new Date();
     try {
-      await fs.utimes(file, now, now);
+      utimesSync(file, now, now);
       return true;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
@@ -275,7 +291,7 @@ export class FsContentStore implements ContentStore {
 
   async get(hash: string): Promise<Uint8Array | undefined> {
     try {
-      return await fs.readFile(this.fileOf(hash));
+      return await readFile(this.fileOf(hash));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;

@@ -279,6 +279,8 @@ describe('Admin page', function () {
     it('shows settings: retention, certificate, storage and recent activity; saves a change', async () => {
       await tab('settings');
       await page.locator('#cert-fingerprint').filter({ hasText: s.server.fingerprint }).waitFor();
+      // The settings arrive by their own request, beside the certificate's.
+      await waitFor('the kept versions filled in', async () => (await page.locator('#set-keep').inputValue()) !== '');
       assert.equal(await page.locator('#set-keep').inputValue(), '32');
       await page.locator('#activity li').filter({ hasText: 'paired' }).first().waitFor();
       await page.locator('#storage dt').filter({ hasText: 'Used on disk' }).waitFor();

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFile as readFileCallback, renameSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFile as readFileCallback, renameSync, utimesSync, writeFile as writeFileCallback, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -28,11 +28,13 @@ const FSYNC_EACH_MAX = 16;
  */
 const WRITE_DIRECTLY_MAX = 16 * 1024;
 /**
- * Chunks are read in the thread pool (a read may wait for the disk, and other
- * devices must not wait for it), through the callback API: `fs/promises`
- * costs more than twice the CPU per small file in handle objects.
+ * Chunks are read, and large ones written, in the thread pool (the disk may
+ * make a call wait, and other devices must not wait for it), through the
+ * callback API: `fs/promises` costs more than twice the CPU per file in
+ * handle objects.
  */
 const readFile = promisify(readFileCallback);
+const writeFile = promisify(writeFileCallback);
 
 /**
  * Chunks as files under `DIR/chunks/ab/abcdef…`. A put writes a temporary
@@ -144,7 +146,7 @@ export class FsContentStore implements ContentStore {
       const tmp = path.join(this.root, 'tmp', `${hash}.${randomBytes(6).toString('hex')}`);
       try {
         if (data.byteLength <= WRITE_DIRECTLY_MAX) writeFileSync(tmp, data, { flag: 'wx' });
-        else await fs.writeFile(tmp, data, { flag: 'wx' });
+        else await writeFile(tmp, data, { flag: 'wx' });
       } catch (err) {
         await fs.rm(tmp, { force: true });
         throw err;

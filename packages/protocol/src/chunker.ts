@@ -1,4 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
+import { MANIFEST_RECORD, type Manifest } from './manifest.js';
 
 /**
  * Content-defined chunking (FastCDC with normalized chunking, level 2) and
@@ -6,9 +7,13 @@ import { createHash, type Hash } from 'node:crypto';
  * around them, so an insert in the middle of a file changes only the chunks
  * it touches.
  *
- * Chunk sizes scale with the file so that a manifest stays small: files up to
- * 512 MiB use 64 KiB average chunks (16 KiB min, 256 KiB max); each doubling
- * above that doubles the chunk sizes, up to 4 MiB average (16 MiB max).
+ * Chunk sizes scale with the file so that a manifest stays small and a large
+ * file is not thousands more chunks to store and send (each is a file on the
+ * server and a request): files up to 256 MiB use 64 KiB average chunks
+ * (16 KiB min, 256 KiB max); each doubling above that doubles the chunk
+ * sizes, up to 4 MiB average (16 MiB max). A new version of a file keeps the
+ * size class of the one before it unless its size moved further than the
+ * next class (see `chunkParamsFor`).
  */
 
 export interface ChunkParams {
@@ -24,18 +29,64 @@ export interface ChunkParams {
 const BASE_AVG_BITS = 16;
 const MAX_AVG_BITS = 22;
 /** Chunks a manifest aims at, at most (before the size class grows). */
-const TARGET_CHUNKS = 8192;
+const TARGET_CHUNKS = 4096;
+/** A previous version with fewer chunks tells its size class too loosely (by its average chunk). */
+const CLASS_SEEN_FROM_CHUNKS = 64;
 
 function topMask(bits: number): number {
   return (0xffffffff << (32 - bits)) | 0;
 }
 
-/** The chunking parameters for a file of `size` bytes. */
-export function chunkParamsFor(size: number): ChunkParams {
+/** The size class of a file: log2 of its average chunk size. */
+function classFor(size: number): number {
   let bits = BASE_AVG_BITS;
   while (bits < MAX_AVG_BITS && size / 2 ** bits > TARGET_CHUNKS) bits++;
+  return bits;
+}
+
+/**
+ * The chunking parameters for a file of `size` bytes. Given the manifest of
+ * the file's previous version, its size class stays unless the new size
+ * belongs two or more classes away: an edit that takes a file just across a
+ * class boundary would otherwise cut it anew in chunks of another size, none
+ * of them on the server, and the whole file would go up again. The class is
+ * read off the manifest itself, so every device finds the same one,
+ * whichever device cut it.
+ */
+export function chunkParamsFor(size: number, previous?: Manifest): ChunkParams {
+  let bits = classFor(size);
+  const before = previous && classOf(previous);
+  if (before !== undefined && Math.abs(before - bits) <= 1) bits = before;
   const avg = 2 ** bits;
   return { min: avg / 4, avg, max: avg * 4, maskS: topMask(bits + 2), maskL: topMask(bits - 2) };
+}
+
+/**
+ * The size class a manifest was cut with, or undefined when its chunks do
+ * not tell. Every chunk but the last lies between the class's minimum and
+ * maximum. Content without cut points (long runs of one byte) is cut at
+ * exactly the maximum, which names the class; other content averages close
+ * to the class's average chunk (within 15% for random bytes).
+ */
+export function classOf(m: Manifest): number | undefined {
+  const n = m.byteLength / MANIFEST_RECORD;
+  if (n < CLASS_SEEN_FROM_CHUNKS) return undefined;
+  const view = new DataView(m.buffer, m.byteOffset, m.byteLength);
+  let smallest = Infinity;
+  let largest = 0;
+  let total = 0;
+  const sizes = new Set<number>();
+  for (let i = 0; i < n - 1; i++) {
+    const size = view.getUint32(i * MANIFEST_RECORD + 32);
+    smallest = Math.min(smallest, size);
+    largest = Math.max(largest, size);
+    total += size;
+    sizes.add(size);
+  }
+  const fits = (b: number) => smallest >= 2 ** b / 4 && largest <= 2 ** b * 4;
+  for (let b = BASE_AVG_BITS; b <= MAX_AVG_BITS; b++) if (fits(b) && sizes.has(2 ** b * 4)) return b;
+  const b = Math.round(Math.log2(total / (n - 1)));
+  return b >= BASE_AVG_BITS && b <= MAX_AVG_BITS && fits(b) ? b : undefined;
 }
 
 /** 256 fixed pseudo-random 32-bit values (xorshift32 from a fixed seed). Never change. */
@@ -85,9 +136,10 @@ export class Chunker {
   /**
    * @param expectedSize the file size from stat, which picks the size class.
    * @param onChunk told of each chunk as it is found.
+   * @param previous the manifest of the file's previous version, which keeps its size class.
    */
-  constructor(expectedSize: number, private readonly onChunk?: ChunkListener) {
-    this.params = chunkParamsFor(expectedSize);
+  constructor(expectedSize: number, private readonly onChunk?: ChunkListener, previous?: Manifest) {
+    this.params = chunkParamsFor(expectedSize, previous);
   }
 
   update(buf: Uint8Array): void {
@@ -154,8 +206,8 @@ export class Chunker {
 }
 
 /** Chunks an in-memory buffer (tests and small content). */
-export function chunkBuffer(buf: Uint8Array): ChunkedFile {
-  const c = new Chunker(buf.length);
+export function chunkBuffer(buf: Uint8Array, previous?: Manifest): ChunkedFile {
+  const c = new Chunker(buf.length, undefined, previous);
   c.update(buf);
   return c.finish();
 }

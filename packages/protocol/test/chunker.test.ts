@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
-import { Chunker, chunkBuffer, chunkParamsFor, sha256Hex } from '@keepsync/protocol';
+import { Chunker, chunkBuffer, chunkParamsFor, classOf, packManifest, sha256Hex, type Manifest } from '@keepsync/protocol';
 
 /** Deterministic pseudo-random bytes, so failures reproduce. */
 function bytes(n: number, seed: number): Buffer {
@@ -64,7 +64,50 @@ describe('Chunker', () => {
 
   it('grows the chunk size for very large files so manifests stay small', () => {
     assert.equal(chunkParamsFor(100 * 1024 * 1024).avg, 64 * 1024);
-    assert.equal(chunkParamsFor(2 * 1024 ** 3).avg, 256 * 1024);
+    assert.equal(chunkParamsFor(256 * 1024 * 1024).avg, 64 * 1024);
+    assert.equal(chunkParamsFor(512 * 1024 * 1024).avg, 128 * 1024);
+    assert.equal(chunkParamsFor(2 * 1024 ** 3).avg, 512 * 1024);
     assert.equal(chunkParamsFor(1024 ** 4).max, 16 * 1024 * 1024);
+  });
+
+  describe('size class of a new version', () => {
+    const KiB = 1024;
+    const MiB = 1024 * KiB;
+    const manifestOf = (sizes: number[]): Manifest => packManifest(sizes.map((size, i) => ({ hash: sha256Hex(Buffer.from(String(i))), size })));
+    /** Chunk sizes as content of average `avg` gives them: spread around it, within the class's bounds. */
+    const spread = (count: number, avg: number) => Array.from({ length: count }, (_, i) => Math.round(avg * (0.5 + ((i * 37) % 100) / 80)));
+
+    it('reads the class off a manifest: from real cuts, from content cut at the maximum, not from a few chunks', () => {
+      assert.equal(classOf(packManifest(chunkBuffer(bytes(8 * MiB, 7)).chunks)), 16);
+      assert.equal(classOf(packManifest(chunkBuffer(Buffer.alloc(20 * MiB)).chunks)), 16, 'a run of zeros is cut at 256 KiB, the maximum of the 64 KiB class');
+      assert.equal(classOf(manifestOf(spread(100, 128 * KiB))), 17);
+      assert.equal(classOf(manifestOf(Array(100).fill(512 * KiB))), 17, 'cut at the maximum of the 128 KiB class');
+      assert.equal(classOf(manifestOf(spread(20, 64 * KiB))), undefined);
+    });
+
+    it('keeps the class of the previous version when the size moved one class away, so an edit across a boundary resends only what changed', () => {
+      const cutAt64K = manifestOf(spread(4096, 64 * KiB));
+      assert.equal(chunkParamsFor(257 * MiB).avg, 128 * KiB, 'a new file of this size');
+      assert.equal(chunkParamsFor(257 * MiB, cutAt64K).avg, 64 * KiB);
+      assert.equal(chunkParamsFor(250 * MiB, manifestOf(spread(2000, 128 * KiB))).avg, 128 * KiB);
+      assert.equal(chunkParamsFor(1.5 * 1024 * MiB, cutAt64K).avg, 512 * KiB, 'three classes away: the class of its size');
+    });
+
+    it('resends only the edited stretch of a file whose size crossed into the next class', () => {
+      // The class comes from the size the scan saw: 256 MiB, then 257 MiB after the edit
+      // (the bytes here are fewer; the cut points depend only on the class and the bytes).
+      const cut = (data: Buffer, statSize: number, previous?: Manifest) => {
+        const c = new Chunker(statSize, undefined, previous);
+        c.update(data);
+        return c.finish();
+      };
+      const before = bytes(8 * MiB, 9);
+      const old = cut(before, 256 * MiB);
+      const edited = Buffer.concat([before.subarray(0, 4 * MiB), bytes(100 * KiB, 10), before.subarray(4 * MiB)]);
+      const known = new Set(old.chunks.map((c) => c.hash));
+      const resent = (f: { chunks: Array<{ hash: string; size: number }> }) => f.chunks.filter((c) => !known.has(c.hash)).reduce((n, c) => n + c.size, 0);
+      assert.ok(resent(cut(edited, 257 * MiB, packManifest(old.chunks))) < 100 * KiB + 2 * 256 * KiB);
+      assert.ok(resent(cut(edited, 257 * MiB)) > 7 * MiB, 'cut in the class of its new size, nearly every chunk is new');
+    });
   });
 });

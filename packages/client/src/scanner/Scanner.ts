@@ -1,9 +1,9 @@
 import fs from 'node:fs';
-import { directFs } from '../folder/directFs.js';
 import path from 'node:path';
 import ignoreFactory, { type Ignore } from 'ignore';
+import { directFs } from '../folder/directFs.js';
 import { linkInTheWay, openNoFollow, parentsAreFolders, type RealRoot } from '../folder/noFollow.js';
-import { Chunker, DEFAULT_IGNORES, IGNORE_FILE, TEMP_PREFIX, parseRelPath, tryParseRelPath, type ChunkRef, type ChunkedFile, type EntryKind, type RelPath } from '@keepsync/protocol';
+import { Chunker, DEFAULT_IGNORES, IGNORE_FILE, TEMP_PREFIX, parseRelPath, tryParseRelPath, type ChunkRef, type ChunkedFile, type EntryKind, type Manifest, type RelPath } from '@keepsync/protocol';
 
 /** A path as it is on this device's disk right now. */
 export interface LocalState {
@@ -221,19 +221,21 @@ export class Scanner {
    * swapped in on its path would be. A file that fits in one read of at most
    * `keepUpTo` bytes comes back with its bytes, so that an upload need not
    * read it again. `onChunk`, when given, is told of each chunk as it is
-   * found; the next read waits for it.
+   * found; the next read waits for it. `previous`, the manifest of the
+   * version the file was synced at, keeps that version's chunk size class.
    */
   async hash(
     local: { localPath: string; size: number; ino: number },
     signal?: AbortSignal,
     keepUpTo = 0,
     onChunk?: (chunk: ChunkRef) => Promise<void>,
+    previous?: Manifest,
   ): Promise<HashedFile> {
     const fh = await openNoFollow(this.root, local.localPath, local.ino, this.real);
     const expectedSize = local.size;
     try {
       const found: ChunkRef[] = [];
-      const chunker = new Chunker(expectedSize, onChunk && ((chunk) => found.push(chunk)));
+      const chunker = new Chunker(expectedSize, onChunk && ((chunk) => found.push(chunk)), previous);
       // One spare byte shows, in the same read, that a small file has not grown.
       const buf = Buffer.allocUnsafe(Math.min(READ_BLOCK, expectedSize + 1));
       let total = 0;

@@ -418,7 +418,8 @@ export class Engine {
     const hashOne = async ([p, st]: [RelPath, PathStates], eager?: EagerUpload) => {
       const l = st.local as LocalView;
       try {
-        const { data, ...content } = await this.scanner.hash(l, undefined, kept < HELD_BYTES ? HELD_FILE_BYTES : 0, eager?.add);
+        // The version this file was synced at keeps its chunk size class (see chunkParamsFor).
+        const { data, ...content } = await this.scanner.hash(l, undefined, kept < HELD_BYTES ? HELD_FILE_BYTES : 0, eager?.add, st.synced?.manifest ?? undefined);
         l.content = content;
         if (data && kept < HELD_BYTES) {
           this.held.set(l.localPath, data);

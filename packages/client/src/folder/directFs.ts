@@ -14,9 +14,24 @@ import fs from 'node:fs';
  * one chunk (16 MiB at most).
  *
  * The calls stay `async`: a failure is a rejected promise, as with
- * `fs/promises`, so callers handle it the same way. The object is mutable
- * so that a test can put a call in the middle of a look at the disk.
+ * `fs/promises`, so callers handle it the same way. An awaited call that
+ * returns at once does not let the event loop turn, so a long run of them (a
+ * scan of 100,000 files) would hold up the connection's heartbeats and the
+ * watcher: every 20 ms a call first waits for one turn of the loop. The
+ * object is mutable so that a test can put a call in the middle of a look at
+ * the disk.
  */
+
+/** Longest stretch of direct calls before the event loop gets a turn. */
+const SLICE_MS = 20;
+let sliceStart = performance.now();
+
+/** Lets the event loop turn once the calls since it last did have taken SLICE_MS. */
+async function turn(): Promise<void> {
+  if (performance.now() - sliceStart < SLICE_MS) return;
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  sliceStart = performance.now();
+}
 
 /** An open file, with the methods of `fs/promises`' FileHandle that the client uses. */
 export class DirectHandle {
@@ -25,22 +40,26 @@ export class DirectHandle {
   constructor(readonly fd: number) {}
 
   async stat(): Promise<fs.Stats> {
+    await turn();
     return fs.fstatSync(this.fd);
   }
 
   /** Reads at `position`, or from the current offset when it is null. */
   async read(buffer: Uint8Array, offset: number, length: number, position: number | null): Promise<{ bytesRead: number }> {
+    await turn();
     return { bytesRead: fs.readSync(this.fd, buffer, offset, length, position) };
   }
 
   /** Writes all of `length` bytes at `position`. */
   async write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
+    await turn();
     let done = 0;
     while (done < length) done += fs.writeSync(this.fd, buffer, offset + done, length - done, position + done);
     return { bytesWritten: done };
   }
 
   async truncate(length: number): Promise<void> {
+    await turn();
     fs.ftruncateSync(this.fd, length);
   }
 
@@ -52,20 +71,28 @@ export class DirectHandle {
   }
 }
 
+/** Runs `call` directly, after a turn of the event loop when one is due. */
+function direct<A extends unknown[], R>(call: (...args: A) => R): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    await turn();
+    return call(...args);
+  };
+}
+
 export const directFs = {
-  lstat: async (p: string): Promise<fs.Stats> => fs.lstatSync(p),
-  readdir: async (p: string): Promise<string[]> => fs.readdirSync(p),
-  readdirTyped: async (p: string): Promise<fs.Dirent[]> => fs.readdirSync(p, { withFileTypes: true }),
-  open: async (p: string, flags: string | number, mode?: number): Promise<DirectHandle> => new DirectHandle(fs.openSync(p, flags, mode)),
-  readlink: async (p: string): Promise<string> => fs.readlinkSync(p),
-  realpath: async (p: string): Promise<string> => fs.realpathSync.native(p),
-  mkdir: async (p: string): Promise<void> => {
+  lstat: direct((p: string): fs.Stats => fs.lstatSync(p)),
+  readdir: direct((p: string): string[] => fs.readdirSync(p)),
+  readdirTyped: direct((p: string): fs.Dirent[] => fs.readdirSync(p, { withFileTypes: true })),
+  open: direct((p: string, flags: string | number, mode?: number) => new DirectHandle(fs.openSync(p, flags, mode))),
+  readlink: direct((p: string): string => fs.readlinkSync(p)),
+  realpath: direct((p: string): string => fs.realpathSync.native(p)),
+  mkdir: direct((p: string): void => {
     fs.mkdirSync(p);
-  },
-  rmdir: async (p: string): Promise<void> => fs.rmdirSync(p),
-  unlink: async (p: string): Promise<void> => fs.unlinkSync(p),
-  link: async (from: string, to: string): Promise<void> => fs.linkSync(from, to),
-  rename: async (from: string, to: string): Promise<void> => fs.renameSync(from, to),
-  utimes: async (p: string, atime: Date, mtime: Date): Promise<void> => fs.utimesSync(p, atime, mtime),
-  chmod: async (p: string, mode: number): Promise<void> => fs.chmodSync(p, mode),
+  }),
+  rmdir: direct((p: string): void => fs.rmdirSync(p)),
+  unlink: direct((p: string): void => fs.unlinkSync(p)),
+  link: direct((from: string, to: string): void => fs.linkSync(from, to)),
+  rename: direct((from: string, to: string): void => fs.renameSync(from, to)),
+  utimes: direct((p: string, atime: Date, mtime: Date): void => fs.utimesSync(p, atime, mtime)),
+  chmod: direct((p: string, mode: number): void => fs.chmodSync(p, mode)),
 };

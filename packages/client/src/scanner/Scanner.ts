@@ -20,6 +20,8 @@ export interface LocalState {
 }
 
 const READ_BLOCK = 1024 * 1024;
+/** Files up to this size are read into a reused buffer: no new buffer (and garbage) per small file. */
+const SMALL_READ = 64 * 1024;
 
 /** A hashed file; `data` holds its bytes when it was small enough to keep. */
 export interface HashedFile extends ChunkedFile {
@@ -42,6 +44,8 @@ export class Scanner {
 
   /** Folders looked at for links on their way since `forgetLinks`. */
   private readonly linksSeen = new Map<string, Promise<boolean>>();
+  /** Read buffers of SMALL_READ bytes not in use by a hash (several run at once). */
+  private readonly spareBuffers: Buffer[] = [];
 
   /**
    * @param real where the root really is, when a sync cycle keeps it (see
@@ -233,11 +237,12 @@ export class Scanner {
   ): Promise<HashedFile> {
     const fh = await openNoFollow(this.root, local.localPath, local.ino, this.real);
     const expectedSize = local.size;
+    // One spare byte shows, in the same read, that a small file has not grown.
+    const reused = expectedSize + 1 <= SMALL_READ ? (this.spareBuffers.pop() ?? Buffer.allocUnsafe(SMALL_READ)) : undefined;
+    const buf = reused ? reused.subarray(0, expectedSize + 1) : Buffer.allocUnsafe(Math.min(READ_BLOCK, expectedSize + 1));
     try {
       const found: ChunkRef[] = [];
       const chunker = new Chunker(expectedSize, onChunk && ((chunk) => found.push(chunk)), previous);
-      // One spare byte shows, in the same read, that a small file has not grown.
-      const buf = Buffer.allocUnsafe(Math.min(READ_BLOCK, expectedSize + 1));
       let total = 0;
       let reads = 0;
       for (;;) {
@@ -253,11 +258,12 @@ export class Scanner {
       }
       const chunked = chunker.finish();
       for (const chunk of found.splice(0)) await onChunk!(chunk);
-      return reads === 1 && total <= keepUpTo ? { ...chunked, data: buf.subarray(0, total) } : chunked;
+      if (reads !== 1 || total > keepUpTo) return chunked;
+      // A reused buffer goes back: the bytes kept are a copy.
+      return { ...chunked, data: reused ? Buffer.from(buf.subarray(0, total)) : buf.subarray(0, total) };
     } finally {
+      if (reused) this.spareBuffers.push(reused);
       await fh.close();
     }
   }
-
-
 }

@@ -40,27 +40,36 @@ export class DirectHandle {
   constructor(readonly fd: number) {}
 
   async stat(): Promise<fs.Stats> {
-    await turn();
+    await this.ready();
     return fs.fstatSync(this.fd);
   }
 
   /** Reads at `position`, or from the current offset when it is null. */
   async read(buffer: Uint8Array, offset: number, length: number, position: number | null): Promise<{ bytesRead: number }> {
-    await turn();
+    await this.ready();
     return { bytesRead: fs.readSync(this.fd, buffer, offset, length, position) };
   }
 
   /** Writes all of `length` bytes at `position`. */
   async write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
-    await turn();
+    await this.ready();
     let done = 0;
     while (done < length) done += fs.writeSync(this.fd, buffer, offset + done, length - done, position + done);
     return { bytesWritten: done };
   }
 
   async truncate(length: number): Promise<void> {
-    await turn();
+    await this.ready();
     fs.ftruncateSync(this.fd, length);
+  }
+
+  /**
+   * Waits for a turn of the event loop when one is due; throws when the file
+   * was closed meanwhile (its descriptor may be another file's by now).
+   */
+  private async ready(): Promise<void> {
+    await turn();
+    if (this.closed) throw Object.assign(new Error('the file was closed'), { code: 'EBADF' });
   }
 
   /** Closes the file; a second close does nothing. */

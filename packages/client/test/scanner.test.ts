@@ -73,7 +73,7 @@ describe('Scanner', () => {
     it('hashes a file as the chunker does and keeps the bytes of a small one', async () => {
       const bytes = random(5000);
       fs.writeFileSync(path.join(root, 'small.bin'), bytes);
-      const got = await new Scanner(root).hash(seen('small.bin', bytes.length), undefined, 64 * 1024);
+      const got = await new Scanner(root).hash(seen('small.bin', bytes.length), { keepUpTo: 64 * 1024 });
       assert.deepEqual({ hash: got.hash, size: got.size, chunks: got.chunks }, chunkBuffer(bytes));
       assert.ok(got.data?.equals(bytes), 'the kept bytes are the file');
     });
@@ -82,10 +82,10 @@ describe('Scanner', () => {
       const bytes = random(3 * 1024 * 1024);
       fs.writeFileSync(path.join(root, 'big.bin'), bytes);
       const scanner = new Scanner(root);
-      const big = await scanner.hash(seen('big.bin', bytes.length), undefined, 8 * 1024 * 1024);
+      const big = await scanner.hash(seen('big.bin', bytes.length), { keepUpTo: 8 * 1024 * 1024 });
       assert.equal(big.hash, chunkBuffer(bytes).hash);
       assert.equal(big.data, undefined);
-      const limited = await scanner.hash(seen('big.bin', bytes.length), undefined, 1024);
+      const limited = await scanner.hash(seen('big.bin', bytes.length), { keepUpTo: 1024 });
       assert.equal(limited.data, undefined);
     });
 
@@ -93,11 +93,11 @@ describe('Scanner', () => {
       const bytes = random(9000);
       fs.writeFileSync(path.join(root, 'f.bin'), bytes);
       const scanner = new Scanner(root);
-      const grown = await scanner.hash(seen('f.bin', 4000), undefined, 64 * 1024);
+      const grown = await scanner.hash(seen('f.bin', 4000), { keepUpTo: 64 * 1024 });
       assert.equal(grown.size, 9000);
       assert.equal(grown.hash, chunkBuffer(bytes).hash);
       assert.equal(grown.data, undefined, 'read in more than one piece');
-      const shrunk = await scanner.hash(seen('f.bin', 20000), undefined, 64 * 1024);
+      const shrunk = await scanner.hash(seen('f.bin', 20000), { keepUpTo: 64 * 1024 });
       assert.equal(shrunk.size, 9000);
       assert.ok(shrunk.data?.equals(bytes));
     });

@@ -44,7 +44,7 @@ export class Scanner {
 
   /** Folders looked at for links on their way since `forgetLinks`. */
   private readonly linksSeen = new Map<string, Promise<boolean>>();
-  /** Read buffers of SMALL_READ bytes not in use by a hash (several run at once). */
+  /** Read buffers of SMALL_READ bytes not in use by a hash (one per hash running at once). */
   private readonly spareBuffers: Buffer[] = [];
 
   /**
@@ -230,10 +230,7 @@ export class Scanner {
    */
   async hash(
     local: { localPath: string; size: number; ino: number },
-    signal?: AbortSignal,
-    keepUpTo = 0,
-    onChunk?: (chunk: ChunkRef) => Promise<void>,
-    previous?: Manifest,
+    { keepUpTo = 0, onChunk, previous }: { keepUpTo?: number; onChunk?: (chunk: ChunkRef) => Promise<void>; previous?: Manifest } = {},
   ): Promise<HashedFile> {
     const fh = await openNoFollow(this.root, local.localPath, local.ino, this.real);
     const expectedSize = local.size;
@@ -246,7 +243,6 @@ export class Scanner {
       let total = 0;
       let reads = 0;
       for (;;) {
-        signal?.throwIfAborted();
         const { bytesRead } = await fh.read(buf, 0, buf.length, null);
         if (bytesRead === 0) break;
         reads++;

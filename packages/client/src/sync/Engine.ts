@@ -16,7 +16,6 @@ import { linkInTheWay } from '../folder/noFollow.js';
 const PUSH_BYTES = 512 * 1024;
 /** Files smaller than this are hashed several at a time. */
 const SMALL_FILE_BYTES = 1024 * 1024;
-const HASH_PARALLEL = 8;
 /** Bytes of small files kept from hashing for the upload that follows, at most, and per file. */
 const HELD_BYTES = 16 * 1024 * 1024;
 const HELD_FILE_BYTES = 256 * 1024;
@@ -408,9 +407,10 @@ export class Engine {
   }
 
   /**
-   * Hashes the files whose content the planner must know: small files several
-   * at a time (their reads overlap), large ones one by one. The bytes of small
-   * files are kept for this pass's uploads, within a budget.
+   * Hashes the files whose content the planner must know, one by one (the
+   * folder's reads are direct calls, which do not overlap), small files
+   * first. The bytes of small files are kept for this pass's uploads, within
+   * a budget; a large file's chunks go up while it is read.
    */
   private async hashWhereNeeded(states: Map<RelPath, PathStates>, conn: Connection): Promise<void> {
     const todo = [...states].filter(([, st]) => needsHash(st));
@@ -419,7 +419,11 @@ export class Engine {
       const l = st.local as LocalView;
       try {
         // The version this file was synced at keeps its chunk size class (see chunkParamsFor).
-        const { data, ...content } = await this.scanner.hash(l, undefined, kept < HELD_BYTES ? HELD_FILE_BYTES : 0, eager?.add, st.synced?.manifest ?? undefined);
+        const { data, ...content } = await this.scanner.hash(l, {
+          keepUpTo: kept < HELD_BYTES ? HELD_FILE_BYTES : 0,
+          onChunk: eager?.add,
+          previous: st.synced?.manifest ?? undefined,
+        });
         l.content = content;
         if (data && kept < HELD_BYTES) {
           this.held.set(l.localPath, data);
@@ -439,7 +443,7 @@ export class Engine {
       }
     };
     const small = todo.filter(([, st]) => st.local!.size < SMALL_FILE_BYTES);
-    await parallel(small, HASH_PARALLEL, hashOne);
+    for (const item of small) await hashOne(item);
     // A large file's chunks go to the server while it is read, instead of after.
     const large = todo.filter(([, st]) => st.local!.size >= SMALL_FILE_BYTES);
     const eagerFiles = large.filter(([, st]) => st.local!.size >= EAGER_UPLOAD_BYTES).length;

@@ -75,16 +75,15 @@ export function classOf(m: Manifest): number | undefined {
   let smallest = Infinity;
   let largest = 0;
   let total = 0;
-  const sizes = new Set<number>();
   for (let i = 0; i < n - 1; i++) {
     const size = view.getUint32(i * MANIFEST_RECORD + 32);
     smallest = Math.min(smallest, size);
     largest = Math.max(largest, size);
     total += size;
-    sizes.add(size);
   }
   const fits = (b: number) => smallest >= 2 ** b / 4 && largest <= 2 ** b * 4;
-  for (let b = BASE_AVG_BITS; b <= MAX_AVG_BITS; b++) if (fits(b) && sizes.has(2 ** b * 4)) return b;
+  // A chunk cut at a class's maximum is the largest there can be in that class.
+  for (let b = BASE_AVG_BITS; b <= MAX_AVG_BITS; b++) if (fits(b) && largest === 2 ** b * 4) return b;
   const b = Math.round(Math.log2(total / (n - 1)));
   return b >= BASE_AVG_BITS && b <= MAX_AVG_BITS && fits(b) ? b : undefined;
 }

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
-import { DirectHandle, directFs } from './directFs.js';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { KeepsyncError, TEMP_PREFIX, crashPoint } from '@keepsync/protocol';
+import { directFs, type DirectHandle } from './directFs.js';
 import { RealRoot, linkInTheWay, openNoFollow, openedInPlace, parentsAreFolders, whereOpened } from './noFollow.js';
 
 /** What a path must still look like on disk before it may be replaced or removed. */

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
-import { DirectHandle, directFs } from './directFs.js';
 import path from 'node:path';
 import { KeepsyncError } from '@keepsync/protocol';
+import { directFs, type DirectHandle } from './directFs.js';
 
 /*
  * Symbolic links in the synced folder are not followed, anywhere on a path:

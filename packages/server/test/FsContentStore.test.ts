@@ -130,6 +130,26 @@ describe('FsContentStore', () => {
       }
     });
 
+    it('fsyncs each file instead when a sync of the file system is slow (other programs writing to the disk), and starts no more of them meanwhile', async () => {
+      const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'keepsync-bin-'));
+      const calls = path.join(bin, 'calls');
+      const release = path.join(bin, 'release');
+      // A sync that waits, as one does behind gigabytes another program wrote.
+      fs.writeFileSync(path.join(bin, 'sync'), `#!/bin/sh\necho "$@" >> ${calls}\nwhile [ ! -e ${release} ]; do /bin/sleep 0.05; done\n`, { mode: 0o755 });
+      try {
+        let chunks: Array<{ data: Buffer; hash: string }> = [];
+        await withPath(bin, async () => {
+          chunks = await putMany(300);
+          chunks.push(...(await putMany(100)));
+        });
+        assertStored(chunks);
+        assert.equal(fs.readFileSync(calls, 'utf8').trim().split('\n').length, 1, 'one sync of the file system, still running');
+      } finally {
+        fs.writeFileSync(release, '');
+        fs.rmSync(bin, { recursive: true, force: true });
+      }
+    });
+
     it('fsyncs each file where the file system cannot be synced at once', async () => {
       let chunks: Array<{ data: Buffer; hash: string }> = [];
       await withPath(path.join(dir, 'no-such-dir'), async () => {

@@ -22,6 +22,11 @@ const GROUP_DELAY_MS = 200;
 /** Up to this many files (or folders) are fsynced each; more sync the whole file system at once. */
 const FSYNC_EACH_MAX = 16;
 /**
+ * A sync of the whole file system that takes longer than this is waiting for
+ * other programs' writes to the same disk: the files are then fsynced each too.
+ */
+const SYNCFS_PATIENCE_MS = 500;
+/**
  * Chunks up to this size (a small file's) are written on the event loop: for
  * them the thread pool's hand-offs cost more than the write. Larger ones are
  * written in the pool, beside the next chunks' transfer.
@@ -42,8 +47,9 @@ const writeFile = promisify(writeFileCallback);
  * overlapping the next chunks' transfer, so a chunk file is whole and on disk
  * or absent. New chunks are made durable in groups: a few by an fsync each,
  * many (thousands of small files) by one sync of the file system (syncfs
- * through `sync --file-system`), which costs a fraction of an fsync per file,
- * then renamed. `flush` waits for those and makes the renames durable (by
+ * through `sync --file-system`), which costs a fraction of an fsync per file
+ * (or by an fsync each when that sync is slow: see `makeDurable`), then
+ * renamed. `flush` waits for those and makes the renames durable (by
  * fsyncs of their folders, or one more sync of the file system) before the
  * index refers to the chunks.
  *
@@ -63,6 +69,8 @@ export class FsContentStore implements ContentStore {
   private groupTimer: NodeJS.Timeout | undefined;
   /** False once syncing the file system at once failed here: groups then fsync each file. */
   private syncfsWorks = process.platform === 'linux';
+  /** Syncs of the file system running past their patience: while there are any, groups fsync each file. */
+  private slowSyncs = 0;
   private syncErrors: unknown[] = [];
   /** Folders with renames not yet durable. */
   private dirtyDirs = new Set<string>();
@@ -196,8 +204,7 @@ export class FsContentStore implements ContentStore {
     this.waitingBytes = 0;
     if (group.length === 0) return;
     try {
-      const whole = group.length > FSYNC_EACH_MAX && (await this.syncFileSystem());
-      if (!whole) await parallel(group, FSYNC_PARALLEL, (c) => syncPath(c.tmp));
+      await this.makeDurable(group.map((c) => c.tmp));
       await parallel(group, FSYNC_PARALLEL, (c) => this.rename(c.tmp, c.file, c.size));
       // The renames are made durable by `flush`, before anything refers to the chunks.
       for (const c of group) this.dirtyDirs.add(path.dirname(c.file));
@@ -205,6 +212,31 @@ export class FsContentStore implements ContentStore {
     } catch (err) {
       for (const c of group) c.done(err ?? new Error('sync failed'));
     }
+  }
+
+  /**
+   * Makes files (new chunks) or folders (their renames) durable. Many are
+   * made durable by one sync of the file system, which costs a fraction of
+   * an fsync each. That sync also waits for every other program's writes to
+   * the same disk (a backup or a download on the NAS, for minutes): when it
+   * runs past its patience, the paths are fsynced each as well, and
+   * whichever finishes first counts.
+   */
+  private async makeDurable(paths: string[]): Promise<void> {
+    const each = () => parallel(paths, FSYNC_PARALLEL, syncPath);
+    if (paths.length <= FSYNC_EACH_MAX || !this.syncfsWorks || this.slowSyncs > 0) return each();
+    const whole = this.syncFileSystem();
+    let timer: NodeJS.Timeout | undefined;
+    const patience = new Promise<'slow'>((resolve) => (timer = setTimeout(() => resolve('slow'), SYNCFS_PATIENCE_MS)));
+    const first = await Promise.race([whole, patience]);
+    clearTimeout(timer);
+    if (first === true) return;
+    if (first === false) return each();
+    this.slowSyncs++;
+    void whole.then(() => this.slowSyncs--);
+    const fsyncs = each();
+    if (await firstTrue([whole, fsyncs.then(() => true, () => false)])) return;
+    await fsyncs; // both failed: the fsyncs' error says why
   }
 
   /** Syncs the whole file system of the store; false when that cannot be done here. */
@@ -286,8 +318,7 @@ export class FsContentStore implements ContentStore {
       const dirs = [...this.dirtyDirs];
       this.dirtyDirs = new Set();
       // Renames that finish meanwhile belong to later puts, made durable by their own flush.
-      const whole = dirs.length > FSYNC_EACH_MAX && (await this.syncFileSystem());
-      if (!whole) await parallel(dirs, FSYNC_PARALLEL, syncPath);
+      await this.makeDurable(dirs);
     });
   }
 
@@ -366,6 +397,14 @@ async function syncPath(p: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/** True as soon as one of `answers` is true; false once all are false. */
+function firstTrue(answers: Array<Promise<boolean>>): Promise<boolean> {
+  return new Promise((resolve) => {
+    let left = answers.length;
+    for (const a of answers) void a.then((yes) => (yes ? resolve(true) : --left === 0 && resolve(false)));
+  });
 }
 
 async function parallel<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -186,7 +186,10 @@ function rssSampler(everyMs = 50) {
       for (const [label, t] of tracked) {
         out[label] = {
           peakMB: round(Math.max(t.hwmKiB, t.rssKiB) / 1024, 1), peakSampledRssMB: round(t.rssKiB / 1024, 1),
-          cpuSeconds: t.cpu0 == null ? null : round((t.cpu1 - t.cpu0) / CLK_TCK, 2), samples: t.samples,
+          cpuSeconds: t.cpu0 == null ? null : round((t.cpu1.total - t.cpu0.total) / CLK_TCK, 2),
+          kernelCpuSeconds: t.cpu0 == null ? null : round((t.cpu1.kernel - t.cpu0.kernel) / CLK_TCK, 2),
+          pageFaults: t.cpu0 == null ? null : t.cpu1.faults - t.cpu0.faults,
+          samples: t.samples,
         };
       }
       return out;
@@ -194,13 +197,18 @@ function rssSampler(everyMs = 50) {
   };
 }
 
+/** One figure of each sampled process. */
+function perProcess(stats, key) {
+  return { server: stats.server?.[key], deviceA: stats.deviceA?.[key], deviceB: stats.deviceB?.[key] };
+}
+
 const CLK_TCK = 100; // Linux USER_HZ
-/** utime+stime of a process in clock ticks (CPU used so far), from /proc/PID/stat. */
+/** CPU used so far by a process in clock ticks (utime+stime, and stime alone) and its minor page faults, from /proc/PID/stat. */
 function cpuTicks(pid) {
   try {
     const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = st.slice(st.lastIndexOf(')') + 2).split(' '); // fields from #3 (state) on
-    return Number(f[11]) + Number(f[12]); // #14 utime, #15 stime
+    return { total: Number(f[11]) + Number(f[12]), kernel: Number(f[12]), faults: Number(f[7]) }; // #14 utime, #15 stime, #10 minflt
   } catch { return null; }
 }
 
@@ -448,7 +456,9 @@ async function benchInitialSync() {
       bSeconds: round((t1 - tA) / 1000),
       filesPerSecond: round(files / ((t1 - t0) / 1000), 0),
       idleSyncOnceSeconds: round(idle.seconds),
-      cpuSeconds: { server: stats.server?.cpuSeconds, deviceA: stats.deviceA?.cpuSeconds, deviceB: stats.deviceB?.cpuSeconds },
+      cpuSeconds: perProcess(stats, 'cpuSeconds'),
+      kernelCpuSeconds: perProcess(stats, 'kernelCpuSeconds'),
+      pageFaults: perProcess(stats, 'pageFaults'),
       peakRssMB: { server: stats.server?.peakMB, deviceA: stats.deviceA?.peakMB, deviceB: stats.deviceB?.peakMB },
       verified: holdsAll(B, digests),
     };
@@ -481,7 +491,9 @@ async function benchInitialSync() {
     return {
       seconds: round((t1 - t0) / 1000),
       aSeconds: round((tA - t0) / 1000),
-      cpuSeconds: { server: stats.server?.cpuSeconds, deviceA: stats.deviceA?.cpuSeconds, deviceB: stats.deviceB?.cpuSeconds },
+      cpuSeconds: perProcess(stats, 'cpuSeconds'),
+      kernelCpuSeconds: perProcess(stats, 'kernelCpuSeconds'),
+      pageFaults: perProcess(stats, 'pageFaults'),
       peakRssMB: { server: stats.server?.peakMB, deviceA: stats.deviceA?.peakMB, deviceB: stats.deviceB?.peakMB },
       pollMs: 100,
       verified: holdsAll(B, digests),
@@ -530,7 +542,9 @@ async function benchLargeFile() {
         deviceA: peaks.deviceA?.peakMB ?? null,
         deviceB: peaks.deviceB?.peakMB ?? null,
       },
-      cpuSeconds: { server: peaks.server?.cpuSeconds, deviceA: peaks.deviceA?.cpuSeconds, deviceB: peaks.deviceB?.cpuSeconds },
+      cpuSeconds: perProcess(peaks, 'cpuSeconds'),
+      kernelCpuSeconds: perProcess(peaks, 'kernelCpuSeconds'),
+      pageFaults: perProcess(peaks, 'pageFaults'),
       serverRssBeforeMB: serverBaseline,
       rssDetail: peaks,
       serverChunkStore: storeBytes,

@@ -135,7 +135,7 @@ describe('FsContentStore', () => {
       const calls = path.join(bin, 'calls');
       const release = path.join(bin, 'release');
       // A sync that waits, as one does behind gigabytes another program wrote.
-      fs.writeFileSync(path.join(bin, 'sync'), `#!/bin/sh\necho "$@" >> ${calls}\nwhile [ ! -e ${release} ]; do /bin/sleep 0.05; done\n`, { mode: 0o755 });
+      fs.writeFileSync(path.join(bin, 'sync'), `#!/bin/sh\necho "$@" >> ${calls}\nwhile [ ! -e ${release} ]; do /bin/sleep 0.05; done\necho released >> ${calls}\n`, { mode: 0o755 });
       try {
         let chunks: Array<{ data: Buffer; hash: string }> = [];
         await withPath(bin, async () => {
@@ -146,6 +146,8 @@ describe('FsContentStore', () => {
         assert.equal(fs.readFileSync(calls, 'utf8').trim().split('\n').length, 1, 'one sync of the file system, still running');
       } finally {
         fs.writeFileSync(release, '');
+        // Lets it finish before its folder goes.
+        while (!fs.readFileSync(calls, 'utf8').includes('released')) await new Promise((r) => setTimeout(r, 20));
         fs.rmSync(bin, { recursive: true, force: true });
       }
     });

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { existsSync, readFile as readFileCallback, renameSync, utimesSync, writeFile as writeFileCallback, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -6,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { KeepsyncError, sha256Hex } from '@keepsync/protocol';
 import type { ContentStore, StoredChunk } from './ContentStore.js';
+import { FileSystemSyncer } from './FileSystemSyncer.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const FSYNC_PARALLEL = 32;
@@ -69,6 +69,7 @@ export class FsContentStore implements ContentStore {
   private groupTimer: NodeJS.Timeout | undefined;
   /** False once syncing the file system at once failed here: groups then fsync each file. */
   private syncfsWorks = process.platform === 'linux';
+  private readonly syncer: FileSystemSyncer;
   /** Syncs of the file system running past their patience: while there are any, groups fsync each file. */
   private slowSyncs = 0;
   private syncErrors: unknown[] = [];
@@ -89,6 +90,7 @@ export class FsContentStore implements ContentStore {
 
   constructor(dataDir: string) {
     this.root = path.join(dataDir, 'chunks');
+    this.syncer = new FileSystemSyncer(this.root);
   }
 
   /**
@@ -240,14 +242,11 @@ export class FsContentStore implements ContentStore {
   }
 
   /** Syncs the whole file system of the store; false when that cannot be done here. */
-  private syncFileSystem(): Promise<boolean> {
-    if (!this.syncfsWorks) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      execFile('sync', ['--file-system', this.root], { timeout: 120_000 }, (err) => {
-        if (err) this.syncfsWorks = false;
-        resolve(!err);
-      });
-    });
+  private async syncFileSystem(): Promise<boolean> {
+    if (!this.syncfsWorks) return false;
+    const ok = await this.syncer.sync();
+    if (!ok) this.syncfsWorks = false;
+    return ok;
   }
 
   private async rename(tmp: string, file: string, size: number): Promise<void> {

@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { sha256Hex } from '@keepsync/protocol';
 import { FsContentStore } from '@keepsync/server';
 
@@ -150,6 +152,21 @@ describe('FsContentStore', () => {
         while (!fs.readFileSync(calls, 'utf8').includes('released')) await new Promise((r) => setTimeout(r, 20));
         fs.rmSync(bin, { recursive: true, force: true });
       }
+    });
+
+    it('holds none of a chunk\'s bytes once it is written, while it waits for its group to be made durable', async () => {
+      v8.setFlagsFromString('--expose-gc');
+      const gc = vm.runInNewContext('gc') as () => void;
+      let held: WeakRef<Buffer> | undefined;
+      await (async () => {
+        const data = randomBytes(100_000);
+        held = new WeakRef(data);
+        await store.put(sha256Hex(data), data);
+      })();
+      await new Promise((r) => setImmediate(r)); // a WeakRef holds its target until the turn ends
+      gc();
+      assert.equal(held!.deref(), undefined, 'the bytes are still held');
+      await store.flush();
     });
 
     it('fsyncs each file where the file system cannot be synced at once', async () => {

@@ -286,12 +286,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     const wait = this.limits.upload?.take(data.byteLength) ?? 0;
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    this.inFlight += data.byteLength;
+    // Only its size is kept until the server answers: the bytes go once they are sent.
+    const size = data.byteLength;
+    this.inFlight += size;
     const id = this.id();
     const acked = this.request({ type: 'put-chunk', id, hash: Buffer.from(hash, 'hex'), data }, 'chunk-ok')
       .then(() => crashPoint('client:chunk-acked'))
       .finally(() => {
-        this.inFlight -= data.byteLength;
+        this.inFlight -= size;
         for (const w of this.windowWaiters.splice(0)) w();
       });
     acked.catch(() => {});

@@ -8,6 +8,7 @@ export * from './messages.js';
 export * from './codec.js';
 export * from './ignores.js';
 export * from './crashPoints.js';
+export * from './parallel.js';
 
 /** This build's version, shown in status and hello. */
 export const KEEPSYNC_VERSION = '0.1.0';

@@ -1,5 +1,5 @@
 import {
-  IGNORE_FILE, KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, crashPoint, diffManifest, errorMessage, isKeepsyncError, isWithin, manifestSize, packManifest, unpackManifest,
+  IGNORE_FILE, KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, crashPoint, diffManifest, errorMessage, isKeepsyncError, isWithin, manifestSize, packManifest, parallel, unpackManifest,
   type ChunkRef, type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex, RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
@@ -8,7 +8,7 @@ import type { Scanner, LocalState } from '../scanner/Scanner.js';
 import type { Connection } from '../transport/Connection.js';
 import { Progress } from '../progress.js';
 import { movedFolder, needsHash, plan, sameStat, structureOp, type Action, type LocalView, type PathStates } from './planner.js';
-import { PartialDownloads, downloadFiles, parallel, type DownloadJob } from './transfers.js';
+import { PartialDownloads, downloadFiles, type DownloadJob } from './transfers.js';
 import { EagerUpload, uploadChunks, type UploadJob } from './uploads.js';
 import { linkInTheWay } from '../folder/noFollow.js';
 

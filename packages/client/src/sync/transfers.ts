@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import fsp from 'node:fs/promises';
-import { KeepsyncError, TEMP_PREFIX, errorMessage, isKeepsyncError, sha256Hex, unpackManifest, type Manifest, type RelPath } from '@keepsync/protocol';
+import { KeepsyncError, TEMP_PREFIX, errorMessage, isKeepsyncError, parallel, sha256Hex, unpackManifest, type Manifest, type RelPath } from '@keepsync/protocol';
 import type { LocalIndex } from '../index/LocalIndex.js';
 import type { LocalFolder, PendingWrite, Expected } from '../folder/LocalFolder.js';
 import type { Connection } from '../transport/Connection.js';
@@ -296,13 +296,4 @@ async function readLocal(hash: string, size: number, index: LocalIndex, folder: 
     if (data && sha256Hex(data) === hash) return data;
   }
   return undefined;
-}
-
-/** Runs `fn` over items with at most `width` at a time. */
-export async function parallel<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }

@@ -1,4 +1,4 @@
-import { ancestorsOf, sha256Hex, unpackManifest, type RelPath } from '@keepsync/protocol';
+import { ancestorsOf, parallel, sha256Hex, unpackManifest, type RelPath } from '@keepsync/protocol';
 import type { ContentStore } from '../storage/ContentStore.js';
 import type { MaintenanceStore, VersionRole } from './MaintenanceStore.js';
 
@@ -117,12 +117,4 @@ export function describeBadChunk(b: BadChunk): string {
   const named = b.affected.slice(0, NAMED_PER_CHUNK).map((a) => `${a.folder}/${a.path} (${a.role === 'history' ? 'earlier' : a.role} version ${a.version})`);
   const more = b.affected.length > NAMED_PER_CHUNK ? ` and ${b.affected.length - NAMED_PER_CHUNK} more` : '';
   return `${b.problem} chunk ${b.hash}: needed by ${named.join(', ')}${more}`;
-}
-
-async function parallel<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }

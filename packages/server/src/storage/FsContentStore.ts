@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { KeepsyncError, sha256Hex } from '@keepsync/protocol';
+import { KeepsyncError, parallel, sha256Hex } from '@keepsync/protocol';
 import type { ContentStore, StoredChunk } from './ContentStore.js';
 import { FileSystemSyncer } from './FileSystemSyncer.js';
 
@@ -414,14 +414,6 @@ function firstTrue(answers: Array<Promise<boolean>>): Promise<boolean> {
     let left = answers.length;
     for (const a of answers) void a.then((yes) => (yes ? resolve(true) : --left === 0 && resolve(false)));
   });
-}
-
-async function parallel<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }
 
 /** Errors of the disk under the store, which the admin must fix (not a bug, not the device's fault). */

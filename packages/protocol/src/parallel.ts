@@ -1,0 +1,8 @@
+/** Runs `fn` over `items` with at most `width` at a time; rejects with the first failure. */
+export async function parallel<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+}

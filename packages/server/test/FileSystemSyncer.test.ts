@@ -9,9 +9,10 @@ describe('FileSystemSyncer', () => {
   let calls: string;
   let saved: string | undefined;
   const callCount = () => (fs.existsSync(calls) ? fs.readFileSync(calls, 'utf8').trim().split('\n').length : 0);
-  /** A `sync` on PATH that logs its arguments, waits `seconds`, and exits with `code`. */
+  /** A `sync` on PATH that logs the process that started it and its arguments, waits `seconds`, and exits with `code`. */
   const fakeSync = (seconds: number, code = 0) =>
-    fs.writeFileSync(path.join(bin, 'sync'), `#!/bin/sh\necho "$@" >> ${calls}\n/bin/sleep ${seconds}\nexit ${code}\n`, { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, 'sync'), `#!/bin/sh\necho "$PPID $@" >> ${calls}\n/bin/sleep ${seconds}\nexit ${code}\n`, { mode: 0o755 });
+  const logged = () => fs.readFileSync(calls, 'utf8').trim().split('\n').map((l) => l.split(' '));
 
   beforeEach(() => {
     bin = fs.mkdtempSync(path.join(os.tmpdir(), 'keepsync-bin-'));
@@ -29,7 +30,10 @@ describe('FileSystemSyncer', () => {
     const syncer = new FileSystemSyncer('/some/folder');
     assert.equal(await syncer.sync(), true);
     assert.equal(await syncer.sync(), true);
-    assert.deepEqual(fs.readFileSync(calls, 'utf8').trim().split('\n'), ['--file-system /some/folder', '--file-system /some/folder']);
+    const [first, second] = logged();
+    assert.deepEqual([first.slice(1), second.slice(1)], [['--file-system', '/some/folder'], ['--file-system', '/some/folder']]);
+    assert.equal(second[0], first[0], 'both started by the same shell');
+    assert.notEqual(first[0], String(process.pid), 'not started by this process');
   });
 
   it('lets callers that arrive while a sync runs share the next one', async () => {

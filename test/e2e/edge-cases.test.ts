@@ -36,6 +36,22 @@ function chunkCount(dataDir: string): number {
   return fs.readdirSync(root).filter((d) => d.length === 2).reduce((n, d) => n + fs.readdirSync(path.join(root, d)).length, 0);
 }
 
+/**
+ * What a stalled upload leaves to look at: new chunks on the server waiting
+ * in `tmp/` to be made durable and renamed, syncs of the file system
+ * running, and the device's state and messages.
+ */
+function uploadDiagnosis(device: TestDevice, dataDir: string): string {
+  const tmp = path.join(dataDir, 'chunks', 'tmp');
+  const waiting = fs.existsSync(tmp) ? fs.readdirSync(tmp).length : 0;
+  const syncs = execFileSync('ps', ['-eo', 'etimes,args']).toString().split('\n').filter((l) => l.includes('sync --file-system') && !l.includes('while read'));
+  let state = '(none)';
+  try {
+    state = fs.readFileSync(path.join(device.home, 'state.json'), 'utf8');
+  } catch {}
+  return `chunks waiting in tmp/: ${waiting}; syncs running (seconds, command): ${syncs.map((l) => l.trim()).join(' | ') || 'none'}; device state: ${state.trim()}; device said: ${device.live?.stderr.slice(-2000) ?? ''}`;
+}
+
 /** A command that failed with exit 1 and one line on stderr matching `pattern`. */
 function failedWith(r: { code: number | null; stderr: string }, pattern: RegExp): void {
   assert.equal(r.code, 1, r.stderr);
@@ -77,7 +93,9 @@ describe('File-system edge cases on a device', function () {
       const v2 = randomBytes(size);
       await laptop.start();
       fs.writeFileSync(laptop.p('big.bin'), v1);
-      await waitFor('the upload to start', () => chunkCount(s.server.dataDir) >= 2, 60_000, 5);
+      await waitFor('the upload to start', () => chunkCount(s.server.dataDir) >= 2, 60_000, 5).catch((err: Error) => {
+        throw new Error(`${err.message}; ${uploadDiagnosis(laptop, s.server.dataDir)}`);
+      });
       // Rewritten in place with the same size while its chunks are on their way.
       const fd = fs.openSync(laptop.p('big.bin'), 'r+');
       fs.writeSync(fd, log.add('big.bin', v2) as Buffer, 0, size, 0);

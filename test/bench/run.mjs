@@ -197,9 +197,10 @@ function rssSampler(everyMs = 50) {
   };
 }
 
-/** One figure of each sampled process. */
-function perProcess(stats, key) {
-  return { server: stats.server?.[key], deviceA: stats.deviceA?.[key], deviceB: stats.deviceB?.[key] };
+/** The sampled processes' figures, each as { server, deviceA, deviceB }. */
+function processFigures(stats) {
+  const each = (key) => ({ server: stats.server?.[key] ?? null, deviceA: stats.deviceA?.[key] ?? null, deviceB: stats.deviceB?.[key] ?? null });
+  return { peakRssMB: each('peakMB'), cpuSeconds: each('cpuSeconds'), kernelCpuSeconds: each('kernelCpuSeconds'), pageFaults: each('pageFaults') };
 }
 
 const CLK_TCK = 100; // Linux USER_HZ
@@ -456,10 +457,7 @@ async function benchInitialSync() {
       bSeconds: round((t1 - tA) / 1000),
       filesPerSecond: round(files / ((t1 - t0) / 1000), 0),
       idleSyncOnceSeconds: round(idle.seconds),
-      cpuSeconds: perProcess(stats, 'cpuSeconds'),
-      kernelCpuSeconds: perProcess(stats, 'kernelCpuSeconds'),
-      pageFaults: perProcess(stats, 'pageFaults'),
-      peakRssMB: { server: stats.server?.peakMB, deviceA: stats.deviceA?.peakMB, deviceB: stats.deviceB?.peakMB },
+      ...processFigures(stats),
       verified: holdsAll(B, digests),
     };
   });
@@ -491,10 +489,7 @@ async function benchInitialSync() {
     return {
       seconds: round((t1 - t0) / 1000),
       aSeconds: round((tA - t0) / 1000),
-      cpuSeconds: perProcess(stats, 'cpuSeconds'),
-      kernelCpuSeconds: perProcess(stats, 'kernelCpuSeconds'),
-      pageFaults: perProcess(stats, 'pageFaults'),
-      peakRssMB: { server: stats.server?.peakMB, deviceA: stats.deviceA?.peakMB, deviceB: stats.deviceB?.peakMB },
+      ...processFigures(stats),
       pollMs: 100,
       verified: holdsAll(B, digests),
     };
@@ -537,14 +532,7 @@ async function benchLargeFile() {
       aSeconds: round((tA - t0) / 1000),
       bSeconds: round((t1 - tA) / 1000),
       MiBps: round(size / MiB / seconds, 1),
-      peakRssMB: {
-        server: peaks.server?.peakMB ?? null,
-        deviceA: peaks.deviceA?.peakMB ?? null,
-        deviceB: peaks.deviceB?.peakMB ?? null,
-      },
-      cpuSeconds: perProcess(peaks, 'cpuSeconds'),
-      kernelCpuSeconds: perProcess(peaks, 'kernelCpuSeconds'),
-      pageFaults: perProcess(peaks, 'pageFaults'),
+      ...processFigures(peaks),
       serverRssBeforeMB: serverBaseline,
       rssDetail: peaks,
       serverChunkStore: storeBytes,

@@ -14,7 +14,7 @@ import { linkInTheWay } from '../folder/noFollow.js';
 
 /** Most bytes of ops in one push frame, well under the control frame limit. */
 const PUSH_BYTES = 512 * 1024;
-/** Files smaller than this are hashed several at a time. */
+/** Files smaller than this are hashed first; larger ones after, their chunks going up while they are read. */
 const SMALL_FILE_BYTES = 1024 * 1024;
 /** Bytes of small files kept from hashing for the upload that follows, at most, and per file. */
 const HELD_BYTES = 16 * 1024 * 1024;

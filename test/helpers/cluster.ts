@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { databaseKinds, type DatabaseKind, type TestDatabase } from './databases.js';
 import { Proc, keepsync, type RunResult } from './processes.js';
-import { waitFor } from './wait.js';
+import { explainTimeouts, waitFor } from './wait.js';
 
 /** A temp dir removed by `cleanup`. */
 export function tempDir(prefix: string): string {
@@ -49,6 +49,12 @@ export class TestServer {
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     await this.proc?.stop(signal);
+  }
+
+  /** Where the server stands, for a failed wait: running or not, and its last lines. */
+  explain(): string {
+    if (!this.proc) return 'server: not started';
+    return `server: ${this.proc.running ? 'running' : `exited ${this.proc.child.exitCode ?? this.proc.child.signalCode}`}; said: ${tail(this.proc.stderr)}`;
   }
 
   async restart(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -133,6 +139,20 @@ export class TestDevice {
     return path.join(this.dir, ...rel.split('/'));
   }
 
+  /** Where this device stands, for a failed wait: its live process, published state and folder. */
+  explain(): string {
+    const live = this.live ? (this.live.running ? 'running' : `exited ${this.live.child.exitCode ?? this.live.child.signalCode}`) : 'not running';
+    const state = readJson(path.join(this.home, 'state.json'));
+    let entries = 0;
+    let top: string[] = [];
+    try {
+      entries = fs.readdirSync(this.dir, { recursive: true }).length;
+      top = fs.readdirSync(this.dir);
+    } catch {}
+    const published = state ? JSON.stringify({ connected: state.connected, pendingUp: state.pendingUp, pendingDown: state.pendingDown, lastError: state.lastError, lastSyncAt: state.lastSyncAt }) : '(none)';
+    return `${this.name}: sync ${live}; state ${published}; folder holds ${entries} entries, at the top ${JSON.stringify(top.slice(0, 20))}; said: ${tail(this.live?.stderr ?? '')}`;
+  }
+
   write(rel: string, content: string | Buffer): void {
     fs.mkdirSync(path.dirname(this.p(rel)), { recursive: true });
     fs.writeFileSync(this.p(rel), content);
@@ -172,6 +192,13 @@ export class TestDevice {
   }
 }
 
+/** The end of a process's output, on one line per line, or `nothing`. */
+function tail(output: string): string {
+  const t = output.trim();
+  if (t === '') return 'nothing';
+  return (t.length > 3000 ? `…${t.slice(-3000)}` : t).replace(/\n/g, '\n  ');
+}
+
 function readJson(file: string): any {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -199,6 +226,7 @@ export async function scenario(kind: DatabaseKind, serverArgs: string[] = []): P
   const db = await kind.create();
   const server = await new TestServer(db, serverArgs).start();
   const devices: TestDevice[] = [];
+  const forget = explainTimeouts(() => [server.explain(), ...devices.map((d) => d.explain())].join('\n'));
   return {
     db, server, devices,
     async addDevice(name) {
@@ -209,6 +237,7 @@ export async function scenario(kind: DatabaseKind, serverArgs: string[] = []): P
       return d;
     },
     async cleanup() {
+      forget();
       for (const d of devices) await d.cleanup();
       await server.cleanup();
       await db.drop();

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { watchFolder, type Watcher } from '../src/watcher/Watcher.js';
 
 async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
@@ -47,5 +48,25 @@ describe('watchFolder', () => {
     await until('the new folder', () => seen.includes('new'));
     fs.writeFileSync(path.join(root, 'new/x'), '1');
     await until('the new file', () => seen.includes('new/x'));
+  });
+
+  it('keeps watching when its renewal runs into a folder being deleted, and asks for a rescan once it watches again', async function () {
+    this.timeout(60_000);
+    await w?.close();
+    // Building the native watches walks the tree; a folder going meanwhile makes that fail.
+    for (let d = 0; d < 60; d++) {
+      fs.mkdirSync(path.join(root, 'big', `d${d}`), { recursive: true });
+      for (let f = 0; f < 300; f++) fs.writeFileSync(path.join(root, 'big', `d${d}`, `f${f}`), '');
+    }
+    fs.mkdirSync(path.join(root, 'gone'));
+    w = await watchFolder(root, (rels) => seen.push(...rels), () => rescans++, (rel) => rel === 'gone');
+    // A synced folder deleted: the subscription is renewed a moment later, while `rm -r` runs.
+    fs.rmdirSync(path.join(root, 'gone'));
+    const rm = spawn('rm', ['-rf', path.join(root, 'big')]);
+    await new Promise((r) => rm.on('exit', r));
+    await until('a rescan after the renewal', () => rescans > 0);
+    seen.length = 0;
+    fs.writeFileSync(path.join(root, 'after.txt'), 'still watched');
+    await until('the file written after the delete', () => seen.includes('after.txt'));
   });
 });

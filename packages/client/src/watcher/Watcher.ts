@@ -9,6 +9,10 @@ export interface Watcher {
 
 /** After a folder moved in, the subscription is renewed this long after the last such event. */
 const RENEW_AFTER_MS = 100;
+/** A renewal that failed is tried again, waiting twice as long each time up to this. */
+const RENEW_RETRY_MAX_MS = 2_000;
+/** Starting, a subscription that failed is tried this many times before the error stands. */
+const START_ATTEMPTS = 5;
 
 /**
  * Watches `root` with the OS's native facility and reports changed paths
@@ -22,6 +26,11 @@ const RENEW_AFTER_MS = 100;
  * a full rescan catches whatever happened in between. A folder deleted
  * inside the tree is treated the same way: on a busy machine the native
  * watches were seen to go quiet for folders made after one was removed.
+ *
+ * Building the native watches walks the tree and fails when a folder goes
+ * while it is walked (an `rm -r` still running). A renewal that fails is
+ * tried again until it holds, so the folder is never left unwatched, and
+ * the full rescan comes once the new watches are in place.
  */
 export async function watchFolder(
   root: string,
@@ -32,7 +41,7 @@ export async function watchFolder(
   let closed = false;
   let renewTimer: NodeJS.Timeout | undefined;
   let generation = 0;
-  const subscribe = (gen: number) =>
+  const subscribe = () =>
     watcher.subscribe(
       root,
       (err, events) => {
@@ -57,32 +66,55 @@ export async function watchFolder(
       // The native watcher is shared by subscriptions with equal options; the
       // generation (a name never used: temp names are ignored anyway) makes
       // each renewal build its own.
-      { ignore: ['**/.keepsync-*', `**/.keepsync-watch-${gen}`] },
+      { ignore: ['**/.keepsync-*', `**/.keepsync-watch-${++generation}`] },
     );
-  let sub = await subscribe(generation);
-  const renewSoon = () => {
-    clearTimeout(renewTimer);
-    renewTimer = setTimeout(() => {
+  let sub: watcher.AsyncSubscription | undefined;
+  for (let attempt = 1; !sub; attempt++) {
+    try {
+      sub = await subscribe();
+    } catch (err) {
+      if (attempt >= START_ATTEMPTS) throw err;
+      await new Promise((r) => setTimeout(r, RENEW_AFTER_MS * attempt));
+    }
+  }
+  // One renewal at a time: each ends the subscription before it, whether that
+  // one was renewed or its renewal is still being tried again.
+  let renewing = Promise.resolve();
+  let retryMs = RENEW_AFTER_MS;
+  const renew = () => {
+    renewing = renewing.then(async () => {
       if (closed) return;
       // The native watches are shared by every subscription of the process:
-      // the old subscription must end before a new one rebuilds them, and the
-      // full rescan afterwards covers the gap.
-      sub.unsubscribe()
-        .catch(() => {})
-        .then(() => subscribe(++generation))
-        .then(async (next) => {
-          if (closed) await next.unsubscribe();
-          else sub = next;
-        })
-        .catch(() => {})
-        .finally(() => onOverflow());
-    }, RENEW_AFTER_MS);
+      // the old subscription must end before a new one rebuilds them.
+      await sub?.unsubscribe().catch(() => {});
+      sub = undefined;
+      try {
+        const next = await subscribe();
+        if (closed) {
+          await next.unsubscribe();
+          return;
+        }
+        sub = next;
+        retryMs = RENEW_AFTER_MS;
+        // The full rescan covers whatever changed while nothing was watched.
+        onOverflow();
+      } catch {
+        retryMs = Math.min(retryMs * 2, RENEW_RETRY_MAX_MS);
+        clearTimeout(renewTimer);
+        renewTimer = setTimeout(renew, retryMs);
+      }
+    });
+  };
+  const renewSoon = () => {
+    clearTimeout(renewTimer);
+    renewTimer = setTimeout(renew, RENEW_AFTER_MS);
   };
   return {
     close: async () => {
       closed = true;
       clearTimeout(renewTimer);
-      await sub.unsubscribe();
+      await renewing;
+      await sub?.unsubscribe();
     },
   };
 }

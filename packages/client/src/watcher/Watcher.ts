@@ -9,8 +9,8 @@ export interface Watcher {
 
 /** After a folder moved in, the subscription is renewed this long after the last such event. */
 const RENEW_AFTER_MS = 100;
-/** A renewal that failed is tried again, waiting twice as long each time up to this. */
-const RENEW_RETRY_MAX_MS = 2_000;
+/** A renewal that failed is tried again, waiting twice as long each time up to this (a tree that cannot be watched at all is not walked over and over). */
+const RENEW_RETRY_MAX_MS = 30_000;
 /** Starting, a subscription that failed is tried this many times before the error stands. */
 const START_ATTEMPTS = 5;
 

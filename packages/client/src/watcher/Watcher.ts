@@ -96,14 +96,15 @@ export async function watchFolder(
         }
         sub = next;
         retryMs = RENEW_AFTER_MS;
-        // The full rescan covers whatever changed while nothing was watched.
-        onOverflow();
       } catch {
         retryMs = Math.min(retryMs * 2, RENEW_RETRY_MAX_MS);
         clearTimeout(renewTimer);
         renewTimer = setTimeout(renew, retryMs);
+        return;
       }
-    });
+      // The full rescan covers whatever changed while nothing was watched.
+      onOverflow();
+    }).catch(() => {}); // Nothing a renewal throws may stop the next one.
   };
   const renewSoon = () => {
     clearTimeout(renewTimer);

@@ -5,11 +5,54 @@ import { manifestSize, validateManifest } from './manifest.js';
 import type { ClientMessage, Entry, EntryKind, ManifestRef, Op, OpResult, ServerMessage } from './messages.js';
 import { parseRelPath, type RelPath } from './paths.js';
 
+/** Room before the bytes of a `chunkDataBuffer` for the header of the frame that sends them. */
+const CHUNK_HEADROOM = 128;
+/** Views made by `chunkDataBuffer` whose headroom no frame has used yet. */
+const withHeadroom = new WeakSet<Uint8Array>();
+const EMPTY = new Uint8Array(0);
+
+/**
+ * A buffer for `size` bytes of chunk data, with room before it for a frame
+ * header: a chunk read into it goes out as a `put-chunk` or `chunk-data`
+ * frame without being copied (a copy per chunk is a second allocation of
+ * its size, and the garbage collector's work).
+ */
+export function chunkDataBuffer(size: number): Buffer {
+  const view = Buffer.allocUnsafe(CHUNK_HEADROOM + size).subarray(CHUNK_HEADROOM);
+  withHeadroom.add(view);
+  return view;
+}
+
 /** Encodes a message as one msgpack frame. */
 export function encodeMessage(msg: ClientMessage | ServerMessage): Uint8Array {
-  // Sized for the chunk up front: no growing and copying of a large buffer per chunk.
   const data = (msg as { data?: Uint8Array }).data;
+  if (data && withHeadroom.has(data)) {
+    const frame = frameAroundData(msg as ClientMessage & { data: Uint8Array });
+    if (frame) return frame;
+  }
+  // Sized for the chunk up front: no growing and copying of a large buffer per chunk.
   return encode(msg, { ignoreUndefined: true, initialBufferSize: data ? data.byteLength + 512 : 2048 });
+}
+
+/**
+ * The frame of a message whose data lies in a `chunkDataBuffer`: its header is
+ * written into the headroom, the data stays where it is. The data goes
+ * last, as a bin 32 (whatever its size), so the header is the message
+ * encoded with empty data and that empty bin's two bytes replaced. Each
+ * buffer's headroom serves one frame (a frame still queued keeps it).
+ */
+function frameAroundData(msg: { data: Uint8Array }): Uint8Array | undefined {
+  const { data, ...rest } = msg;
+  withHeadroom.delete(data);
+  const empty = encode({ ...rest, data: EMPTY }, { ignoreUndefined: true });
+  const headerLength = empty.byteLength - 2 + 5;
+  if (empty[empty.byteLength - 2] !== 0xc4 || empty[empty.byteLength - 1] !== 0 || headerLength > CHUNK_HEADROOM) return undefined;
+  const frame = new Uint8Array(data.buffer, data.byteOffset - headerLength, headerLength + data.byteLength);
+  frame.set(empty.subarray(0, empty.byteLength - 2));
+  const bin = headerLength - 5;
+  frame[bin] = 0xc6;
+  new DataView(frame.buffer, frame.byteOffset + bin + 1, 4).setUint32(0, data.byteLength);
+  return frame;
 }
 
 type Obj = Record<string, unknown>;

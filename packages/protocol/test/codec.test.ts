@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { encode } from '@msgpack/msgpack';
 import {
-  MAX_CONTROL_FRAME, MAX_VERSION_ID, applyManifestDelta, decodeClientMessage, decodeServerMessage, diffManifest, encodeMessage,
+  MAX_CONTROL_FRAME, MAX_VERSION_ID, applyManifestDelta, chunkDataBuffer, decodeClientMessage, decodeServerMessage, diffManifest, encodeMessage,
   packManifest, unpackManifest, type ClientMessage,
 } from '@keepsync/protocol';
 
@@ -135,5 +135,66 @@ describe('decodeClientMessage (restore-at)', () => {
     for (const bad of [{ path: '../x', at }, { path: '', at }, { at: 0 }, { at: -5 }, { at: 1.5 }, { at: '2026-12-01' }, {}]) {
       assert.throws(() => decodeClientMessage(encodeMessage({ type: 'restore-at', id: 3, ...bad } as never)), JSON.stringify(bad));
     }
+  });
+});
+
+describe('encodeMessage (chunk data read into a chunkDataBuffer)', () => {
+  const hash = Buffer.alloc(32, 7);
+  const filled = (size: number, seed: number) => {
+    const data = chunkDataBuffer(size);
+    for (let i = 0; i < size; i++) data[i] = (i * 31 + seed) & 0xff;
+    return data;
+  };
+
+  for (const size of [1, 100, 3000, 70_000, 300_000]) {
+    it(`frames ${size} bytes around the data, without copying them, and the frame decodes to the same message`, () => {
+      const data = filled(size, size);
+      const expected = Buffer.from(data);
+      const put = encodeMessage({ type: 'put-chunk', id: 12345, hash, data });
+      assert.equal(put.buffer, data.buffer, 'the frame lies in the buffer the data was read into');
+      assert.equal(put.byteOffset + put.byteLength, data.byteOffset + data.byteLength);
+      const back = decodeClientMessage(put);
+      assert.equal(back.type, 'put-chunk');
+      assert.deepEqual(Buffer.from((back as { data: Uint8Array }).data), expected);
+      assert.deepEqual(Buffer.from((back as { hash: Uint8Array }).hash), hash);
+      assert.equal((back as { id: number }).id, 12345);
+
+      const served = filled(size, size + 1);
+      const frame = encodeMessage({ type: 'chunk-data', id: 2 ** 40, hash, data: served });
+      assert.equal(frame.buffer, served.buffer);
+      const got = decodeServerMessage(frame) as { type: string; id: number; data: Uint8Array };
+      assert.equal(got.type, 'chunk-data');
+      assert.equal(got.id, 2 ** 40);
+      assert.deepEqual(Buffer.from(got.data), Buffer.from(served));
+    });
+  }
+
+  it('sends the same buffer a second time as a copy, leaving the first frame whole', () => {
+    const data = filled(5000, 3);
+    const first = encodeMessage({ type: 'put-chunk', id: 1, hash, data });
+    const firstBytes = Buffer.from(first);
+    const second = encodeMessage({ type: 'put-chunk', id: 99_999_999, hash, data });
+    assert.notEqual(second.buffer, data.buffer);
+    assert.deepEqual(Buffer.from(first), firstBytes, 'the first frame is untouched');
+    assert.equal((decodeClientMessage(second) as { id: number }).id, 99_999_999);
+    assert.deepEqual(Buffer.from((decodeClientMessage(first) as { data: Uint8Array }).data), Buffer.from(data));
+  });
+
+  it('writes nothing outside its own buffer (small buffers share one allocation pool)', () => {
+    const before = filled(40, 1);
+    const mine = filled(40, 2);
+    const after = filled(40, 3);
+    const copies = [Buffer.from(before), Buffer.from(after)];
+    encodeMessage({ type: 'put-chunk', id: 2 ** 50, hash, data: mine });
+    assert.deepEqual([Buffer.from(before), Buffer.from(after)], copies);
+  });
+
+  it('copies data that was not read into a chunkDataBuffer (a view into other bytes)', () => {
+    const file = Buffer.alloc(1000, 9);
+    const data = file.subarray(500, 600);
+    const frame = encodeMessage({ type: 'put-chunk', id: 1, hash, data });
+    assert.notEqual(frame.buffer, file.buffer);
+    assert.deepEqual(file, Buffer.alloc(1000, 9));
+    assert.deepEqual(Buffer.from((decodeClientMessage(frame) as { data: Uint8Array }).data), Buffer.from(data));
   });
 });

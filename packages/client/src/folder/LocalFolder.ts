@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { KeepsyncError, TEMP_PREFIX, crashPoint } from '@keepsync/protocol';
+import { KeepsyncError, TEMP_PREFIX, chunkDataBuffer, crashPoint } from '@keepsync/protocol';
 import { directFs, type DirectHandle } from './directFs.js';
 import { RealRoot, linkInTheWay, openNoFollow, openedInPlace, parentsAreFolders, whereOpened } from './noFollow.js';
 
@@ -336,7 +336,8 @@ export class LocalFolder {
     if (!fh) return undefined;
     return {
       read: async (offset, size) => {
-        const buf = Buffer.allocUnsafe(size);
+        // Read where it can be sent from without a copy.
+        const buf = chunkDataBuffer(size);
         const { bytesRead } = await fh.read(buf, 0, size, offset).catch(() => ({ bytesRead: -1 }));
         return bytesRead === size ? buf : undefined;
       },

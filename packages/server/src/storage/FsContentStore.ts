@@ -1,9 +1,12 @@
-import { existsSync, readFile as readFileCallback, renameSync, utimesSync, writeFile as writeFileCallback, writeFileSync } from 'node:fs';
+import {
+  close as closeCallback, existsSync, fstat as fstatCallback, open as openCallback, read as readCallback, renameSync, utimesSync,
+  writeFile as writeFileCallback, writeFileSync,
+} from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { KeepsyncError, parallel, sha256Hex } from '@keepsync/protocol';
+import { KeepsyncError, chunkDataBuffer, parallel, sha256Hex } from '@keepsync/protocol';
 import type { ContentStore, StoredChunk } from './ContentStore.js';
 import { FileSystemSyncer } from './FileSystemSyncer.js';
 
@@ -38,8 +41,12 @@ const WRITE_DIRECTLY_MAX = 16 * 1024;
  * callback API: `fs/promises` costs more than twice the CPU per file in
  * handle objects.
  */
-const readFile = promisify(readFileCallback);
 const writeFile = promisify(writeFileCallback);
+const open = promisify(openCallback);
+const fstat = promisify(fstatCallback);
+const read = (fd: number, buffer: Uint8Array, offset: number, length: number, position: number) =>
+  new Promise<number>((resolve, reject) => readCallback(fd, buffer, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+const close = promisify(closeCallback);
 
 /**
  * Chunks as files under `DIR/chunks/ab/abcdef…`. A put writes a temporary
@@ -332,11 +339,25 @@ export class FsContentStore implements ContentStore {
   }
 
   async get(hash: string): Promise<Uint8Array | undefined> {
+    let fd: number;
     try {
-      return await readFile(this.fileOf(hash));
+      fd = await open(this.fileOf(hash), 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
+    }
+    try {
+      // Read where it can be sent from without a copy.
+      const { size } = await fstat(fd);
+      const data = chunkDataBuffer(size);
+      for (let at = 0; at < size; ) {
+        const n = await read(fd, data, at, size - at, at);
+        if (n === 0) throw new Error(`chunk file ${hash} ended early`);
+        at += n;
+      }
+      return data;
+    } finally {
+      await close(fd);
     }
   }
 

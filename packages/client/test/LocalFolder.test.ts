@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { directFs } from '../src/folder/directFs.js';
 import { LocalFolder, type Expected, type PendingWrite } from '../src/folder/LocalFolder.js';
 
@@ -31,6 +32,33 @@ function saveJustBefore(abs: string, save: () => void): () => void {
   (['unlink', 'rename', 'link'] as const).forEach(wrap);
   return () => Object.assign(directFs, originals);
 }
+
+/** Runs `save` just after the first look (lstat) at `abs`: after the check, before what follows it. */
+function saveJustAfterLook(abs: string, save: () => void): () => void {
+  const original = directFs.lstat;
+  let done = false;
+  directFs.lstat = async (p: string) => {
+    const st = await original(p);
+    if (!done && p === abs) {
+      done = true;
+      save();
+    }
+    return st;
+  };
+  return () => Object.assign(directFs, { lstat: original });
+}
+
+/** Runs `save` just before the first new time is set on `abs`. */
+function saveJustBeforeTimes(abs: string, save: () => void): () => void {
+  const original = directFs.utimes;
+  directFs.utimes = async (p: string, atime: Date, mtime: Date) => {
+    if (p === abs) save();
+    return original(p, atime, mtime);
+  };
+  return () => Object.assign(directFs, { utimes: original });
+}
+
+const sha = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 
 /** Writes `text` into a pending download. */
 async function writeText(w: PendingWrite, text: string): Promise<void> {
@@ -105,6 +133,17 @@ describe('LocalFolder', () => {
       assert.deepEqual(names(root), ['new.txt'], 'no temporary file left');
     });
 
+    it('does not place a download beside a file whose name differs only in Unicode normalization', async () => {
+      // The user saves "café.txt" spelled with a combining accent while the download of "café.txt" runs.
+      const nfd = path.join(root, 'cafe\u0301.txt');
+      const w = await folder.begin('caf\u00e9.txt');
+      await writeText(w, 'the download');
+      fs.writeFileSync(nfd, 'saved by the user meanwhile');
+      assert.equal(await folder.commit(w, 'caf\u00e9.txt', Date.now(), false, { absent: true }), undefined);
+      assert.deepEqual(names(root), ['cafe\u0301.txt'], 'no twin made, no temporary file left');
+      assert.equal(fs.readFileSync(nfd, 'utf8'), 'saved by the user meanwhile');
+    });
+
     it('replaces a file that is still as synced, keeping the downloaded mtime', async () => {
       const file = path.join(root, 'doc.txt');
       fs.writeFileSync(file, 'as synced');
@@ -116,6 +155,53 @@ describe('LocalFolder', () => {
       assert.equal(fs.statSync(file).mtimeMs, 1_600_000_000_000);
       assert.equal(st.ctimeMs, fs.statSync(file).ctimeMs, 'the stat answered is the file\'s as it is now');
       assert.deepEqual(names(root), ['doc.txt']);
+    });
+  });
+
+  describe('#rename', () => {
+    it('answers the stat it checked, not that of a save made just after the check', async () => {
+      const file = path.join(root, 'doc.txt');
+      fs.writeFileSync(file, 'as synced');
+      const exp = expectOf(file);
+      restore = saveJustAfterLook(file, () => fs.writeFileSync(file, 'saved by the user at that very moment'));
+      const st = await folder.rename('doc.txt', 'moved.txt', exp);
+      restore();
+      const now = fs.lstatSync(path.join(root, 'moved.txt'));
+      assert.equal(fs.readFileSync(path.join(root, 'moved.txt'), 'utf8'), 'saved by the user at that very moment');
+      assert.ok(st, 'the file was moved');
+      // Recorded as synced, the stat must not match the saved file: its next scan then sends the save.
+      assert.ok(st.size !== now.size || st.mtimeMs !== now.mtimeMs, 'the stat answered is the one checked before the save');
+    });
+
+    it('does not take a name held by a file spelled in another Unicode normalization', async () => {
+      fs.writeFileSync(path.join(root, 'doc.txt'), 'to move');
+      fs.writeFileSync(path.join(root, 'cafe\u0301.txt'), 'already here');
+      assert.equal(await folder.rename('doc.txt', 'caf\u00e9.txt', expectOf(path.join(root, 'doc.txt'))), undefined);
+      assert.deepEqual(names(root), ['cafe\u0301.txt', 'doc.txt']);
+    });
+  });
+
+  describe('#setMtime', () => {
+    const unchangedFrom = (file: string, content: string) => async () => sha(fs.readFileSync(file)) === sha(content);
+
+    it('sets the time of a file that is still as known', async () => {
+      const file = path.join(root, 'doc.txt');
+      fs.writeFileSync(file, 'as synced');
+      const st = await folder.setMtime('doc.txt', 1_600_000_000_000, expectOf(file), unchangedFrom(file, 'as synced'));
+      assert.ok(st);
+      assert.equal(fs.statSync(file).mtimeMs, 1_600_000_000_000);
+    });
+
+    it('answers nothing when a save of the same size landed just before the new time hid it', async () => {
+      const file = path.join(root, 'doc.txt');
+      fs.writeFileSync(file, 'as synced');
+      const exp = expectOf(file);
+      restore = saveJustBeforeTimes(file, () => fs.writeFileSync(file, 'SAVED BY!'));
+      const st = await folder.setMtime('doc.txt', 1_600_000_000_000, exp, unchangedFrom(file, 'as synced'));
+      restore();
+      assert.equal(fs.statSync(file).size, exp.size, 'the save kept the size: only the content tells it');
+      assert.equal(st, undefined, 'not answered as the file known');
+      assert.equal(fs.readFileSync(file, 'utf8'), 'SAVED BY!');
     });
   });
 });

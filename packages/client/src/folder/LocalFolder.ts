@@ -102,20 +102,34 @@ export class LocalFolder {
    * way: under a symbolic link nothing matches, so nothing is written there.
    */
   async matches(localPath: string, exp: Expected): Promise<boolean> {
+    if (!exp.absent) return (await this.statIfMatches(localPath, exp)) !== undefined;
     // A missing parent is fine (the path is absent); a link on the way is not.
     const slash = localPath.lastIndexOf('/');
     if (slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash)))) return false;
+    const abs = this.abs(localPath);
+    if (await directFs.lstat(abs).then(() => true, () => false)) return false;
+    return !(await hasNormalizationTwin(abs));
+  }
+
+  /**
+   * The stat of the file or folder at `localPath` when it still matches
+   * `exp`, else undefined. What follows a check relies on this very stat: one
+   * taken again could already show a save made after the check, and record
+   * it as synced.
+   */
+  private async statIfMatches(localPath: string, exp: Expected): Promise<fs.Stats | undefined> {
+    const slash = localPath.lastIndexOf('/');
+    if (slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash)))) return undefined;
     const st = await directFs.lstat(this.abs(localPath)).catch(() => undefined);
-    if (exp.absent) return st === undefined;
-    if (!st) return false;
-    if (exp.kind === 'dir') return st.isDirectory();
-    if (!st.isFile()) return false;
-    return (
+    if (!st) return undefined;
+    if (exp.kind === 'dir') return st.isDirectory() ? st : undefined;
+    if (!st.isFile()) return undefined;
+    const same =
       (exp.size === undefined || st.size === exp.size) &&
       (exp.mtime === undefined || st.mtimeMs === exp.mtime) &&
       (exp.ino === undefined || st.ino === exp.ino) &&
-      (!exp.ctime || st.ctimeMs === exp.ctime)
-    );
+      (!exp.ctime || st.ctimeMs === exp.ctime);
+    return same ? st : undefined;
   }
 
   /** The absolute path of the temporary file `.keepsync-` + `name` beside `localPath`. */
@@ -241,14 +255,21 @@ export class LocalFolder {
     return st;
   }
 
-  /** Sets a file's modification time if it still matches `exp`; answers its new stat. */
-  async setMtime(localPath: string, mtime: number, exp: Expected): Promise<fs.Stats | undefined> {
+  /**
+   * Sets a file's modification time if it still matches `exp`; answers its
+   * new stat, or undefined when it changed. A save landing between the check
+   * and the new time would be hidden by it (the same size, its own time set
+   * over): `unchanged` reads the content again after, and answers whether
+   * it is still the one the caller knows.
+   */
+  async setMtime(localPath: string, mtime: number, exp: Expected, unchanged: (st: fs.Stats) => Promise<boolean>): Promise<fs.Stats | undefined> {
     if (!(await this.matches(localPath, exp))) return undefined;
     const when = new Date(mtime);
     await directFs.utimes(this.abs(localPath), when, when);
     const st = await directFs.lstat(this.abs(localPath));
     // Saved again meanwhile: not ours to record.
-    return Math.round(st.mtimeMs) === Math.round(mtime) && st.size === exp.size && st.ino === exp.ino ? st : undefined;
+    if (Math.round(st.mtimeMs) !== Math.round(mtime) || st.size !== exp.size || st.ino !== exp.ino) return undefined;
+    return (await unchanged(st)) ? st : undefined;
   }
 
   /**
@@ -302,10 +323,10 @@ export class LocalFolder {
 
   /** Renames when the source still matches and the target is free. */
   async rename(from: string, to: string, exp: Expected): Promise<fs.Stats | undefined> {
-    if (!(await this.matches(from, exp)) || !(await this.matches(to, { absent: true }))) return undefined;
+    // The stat checked is the one recorded (as in commit): a save made after the check shows as a change.
+    const moved = await this.statIfMatches(from, exp);
+    if (!moved || !(await this.matches(to, { absent: true }))) return undefined;
     await this.ensureParents(to);
-    // As in commit: the stat from before the rename, so a save right after it counts as a change.
-    const moved = await directFs.lstat(this.abs(from));
     await directFs.rename(this.abs(from), this.abs(to));
     this.knownDirs.clear();
     return afterRename(this.abs(to), moved);
@@ -396,6 +417,20 @@ async function placeNew(tmp: string, target: string): Promise<boolean> {
   }
   await unlinkIfThere(tmp);
   return true;
+}
+
+/**
+ * Whether the folder of `abs` holds a name that differs from its name only in
+ * Unicode normalization (`café` made as `cafe` + accent): the same file to the
+ * user and to the server, so the place is not free for another one.
+ */
+async function hasNormalizationTwin(abs: string): Promise<boolean> {
+  const name = path.basename(abs);
+  // Only names beyond ASCII have other normalizations.
+  if (/^[\x00-\x7f]*$/.test(name)) return false;
+  const nfc = name.normalize('NFC');
+  const names = await directFs.readdir(path.dirname(abs)).catch(() => [] as string[]);
+  return names.some((n) => n !== name && n.normalize('NFC') === nfc);
 }
 
 /**

@@ -1,9 +1,10 @@
+import type fs from 'node:fs';
 import {
   IGNORE_FILE, KeepsyncError, MAX_OPS_PER_PUSH, applyManifestDelta, crashPoint, diffManifest, errorMessage, isKeepsyncError, isWithin, manifestSize, packManifest, parallel, unpackManifest,
   type ChunkRef, type Entry, type ManifestRef, type Op, type OpResult, type RelPath,
 } from '@keepsync/protocol';
 import type { LocalIndex, RemoteRecord, SyncedRecord } from '../index/LocalIndex.js';
-import type { LocalFolder } from '../folder/LocalFolder.js';
+import type { Expected, LocalFolder } from '../folder/LocalFolder.js';
 import type { Scanner, LocalState } from '../scanner/Scanner.js';
 import type { Connection } from '../transport/Connection.js';
 import { Progress } from '../progress.js';
@@ -599,7 +600,7 @@ export class Engine {
           // stands. Not for a file changed here in its stat alone: that is recorded first.
           if (r?.kind === 'file' && l.kind === 'file' && Math.round(l.mtime) !== Math.round(r.mtime) && (s?.version !== r.version || (s && sameStat(l, s)))) {
             this.mtimeTried.set(a.path, r.seq);
-            const st = await this.folder.setMtime(l.localPath, r.mtime, expectOf(l));
+            const st = await this.adoptMtime(l.localPath, r.mtime, expectOf(l), r.hash);
             if (st) l = { ...l, mtime: st.mtimeMs, ctime: st.ctimeMs };
           }
           // The chunk list kept must be that of the version recorded (later deltas are made against it):
@@ -920,7 +921,7 @@ export class Engine {
       return;
     }
     let st = await this.folder.rename(a.local.localPath, to, expectOf(a.local));
-    if (st && mtime !== undefined && mtime !== Math.round(a.local.mtime)) st = await this.folder.setMtime(to, mtime, { size: st.size, mtime: st.mtimeMs, ino: st.ino });
+    if (st && mtime !== undefined && mtime !== Math.round(a.local.mtime)) st = await this.adoptMtime(to, mtime, { size: st.size, mtime: st.mtimeMs, ino: st.ino }, a.local.content!.hash);
     if (st) {
       const c = a.local.content!;
       this.index.tx(() => this.index.putSynced({ path: to, kind: 'file', version, hash: c.hash, size: c.size, mtime: st.mtimeMs, exec: a.local.exec, ino: st.ino, manifest: packManifest(c.chunks), ctime: st.ctimeMs }));
@@ -934,10 +935,23 @@ export class Engine {
    * the next cycle looks at it as at any other change.
    */
   private async takeServerMtime(a: Extract<Action, { kind: 'push-put' }>, mtime: number): Promise<void> {
-    const st = await this.folder.setMtime(a.local.localPath, mtime, expectOf(a.local));
+    const st = await this.adoptMtime(a.local.localPath, mtime, expectOf(a.local), a.local.content!.hash);
     const synced = this.index.synced(a.path);
     if (st && synced?.kind === 'file') this.index.putSynced({ ...synced, mtime: st.mtimeMs, ino: st.ino, ctime: st.ctimeMs });
     else this.markLocal(a.local.localPath);
+  }
+
+  /**
+   * Gives a file whose bytes are those of `hash` the server's mtime, if it
+   * still matches `exp`; answers its new stat. Its content is read again
+   * afterwards (see LocalFolder.setMtime): one saved meanwhile is looked at
+   * again next cycle, never recorded as synced.
+   */
+  private async adoptMtime(localPath: string, mtime: number, exp: Expected, hash: string): Promise<fs.Stats | undefined> {
+    const unchanged = (st: fs.Stats) => this.scanner.hash({ localPath, size: st.size, ino: st.ino }).then((c) => c.hash === hash, () => false);
+    const st = await this.folder.setMtime(localPath, mtime, exp, unchanged);
+    if (!st) this.markLocal(localPath);
+    return st;
   }
 
   /**

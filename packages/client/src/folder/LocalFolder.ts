@@ -420,17 +420,22 @@ async function placeNew(tmp: string, target: string): Promise<boolean> {
 }
 
 /**
- * Whether the folder of `abs` holds a name that differs from its name only in
- * Unicode normalization (`café` made as `cafe` + accent): the same file to the
- * user and to the server, so the place is not free for another one.
+ * Whether the folder of `abs` holds its name spelled in the other Unicode
+ * normalization (`café` made as `cafe` + accent, as macOS spells it): the
+ * same file to the user and to the server, so the place is not free for
+ * another one. Looked up by name, not by listing the folder, so a download
+ * into a folder of thousands of such names costs two lookups, not a listing.
  */
 async function hasNormalizationTwin(abs: string): Promise<boolean> {
   const name = path.basename(abs);
   // Only names beyond ASCII have other normalizations.
   if (/^[\x00-\x7f]*$/.test(name)) return false;
-  const nfc = name.normalize('NFC');
-  const names = await directFs.readdir(path.dirname(abs)).catch(() => [] as string[]);
-  return names.some((n) => n !== name && n.normalize('NFC') === nfc);
+  const twins = new Set([name.normalize('NFC'), name.normalize('NFD')]);
+  twins.delete(name);
+  for (const twin of twins) {
+    if (await directFs.lstat(path.join(path.dirname(abs), twin)).then(() => true, () => false)) return true;
+  }
+  return false;
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { MAX_CHUNK_SIZE, MAX_FRAME, decodeServerMessage, encodeMessage, packHashes, unpackManifest, type RelPath, type ServerMessage } from '@keepsync/protocol';
+import { MAX_CHUNK_SIZE, MAX_FRAME, decodeServerMessage, encodeMessage, packHashes, packManifest, unpackManifest, type RelPath, type ServerMessage } from '@keepsync/protocol';
 import type { ContentStore } from '@keepsync/server';
 import { scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
 import { databaseKinds, type TestDatabase } from '../helpers/databases.js';
@@ -289,6 +289,26 @@ function slowFirstPuts(store: ContentStore, count: number, ms: number): ContentS
   });
 }
 
+/** A content store whose first `flush` (a push making its chunks durable) takes `ms`. */
+function slowFirstFlush(store: ContentStore, ms: number): ContentStore {
+  let slow = true;
+  return new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'flush') {
+        return async () => {
+          if (slow) {
+            slow = false;
+            await new Promise((r) => setTimeout(r, ms));
+          }
+          return target.flush();
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
 describe('A server whose disk falls behind (in process, its content store slowed down; SQLite only)', function () {
   this.timeout(180_000);
   let db: TestDatabase;
@@ -328,5 +348,30 @@ describe('A server whose disk falls behind (in process, its content store slowed
     assert.ok(seconds * 1000 >= HOLD_MS, 'the slow puts were held back');
     assert.ok(sock.isOpen);
     assert.deepEqual(sock.received.filter((m) => m.type === 'error'), []);
+  });
+
+  it('takes the next files\' chunks while a push waits for its own to be durable', async () => {
+    db = await databaseKinds()[0].create();
+    server = await new InProcessServer(db, { wrapContent: (store) => slowFirstFlush(store, 3000) }).start();
+    const { token } = await redeemPairing(server, 'pipelined');
+    ({ sock } = await RawSocket.welcomed(server, token));
+    const first = randomBytes(4096);
+    const next = randomBytes(4096);
+    sock.send({ type: 'put-chunk', id: 1, hash: sha256(first), data: first });
+    await sock.next('chunk-ok', (m) => m.id === 1);
+    const put = {
+      op: 'put' as const, path: 'first.bin' as RelPath, base: 0, size: first.length, hash: sha256(first).toString('hex'), mtime: Date.now(), exec: false,
+      manifest: { full: packManifest([{ hash: sha256(first).toString('hex'), size: first.length }]) },
+    };
+    sock.send({ type: 'push', id: 2, ops: [put] });
+    // The next wave's question and upload, sent while the push waits for the disk.
+    sock.send({ type: 'has-chunks', id: 3, hashes: packHashes([sha256(next).toString('hex')]) });
+    sock.send({ type: 'put-chunk', id: 4, hash: sha256(next), data: next });
+    await sock.next('pushed', (m) => m.id === 2, 20_000);
+    const order = sock.received.filter((m) => 'id' in m && [2, 3, 4].includes(m.id as number)).map((m) => `${m.type} ${(m as { id: number }).id}`);
+    assert.equal(order.length, 3, `three answers: ${order.join(', ')}`);
+    assert.equal(order.at(-1), 'pushed 2', `the question and the upload were answered while the push waited, not after it: ${order.join(', ')}`);
+    const pushed = await sock.next('pushed', (m) => m.id === 2);
+    assert.equal(pushed.results[0].status, 'ok');
   });
 });

@@ -728,6 +728,8 @@ export class Engine {
     // sync while the rest still go up. Deletes last.
     await pusher.pushAll(sorted.filter((a) => order(a) < 2).map((a) => ({ a, op: this.opOf(a) })));
     let refused: KeepsyncError | undefined;
+    // A wave's puts go while the next wave's content goes up: the server takes chunks during a push.
+    let pushing: Promise<void> = Promise.resolve();
     for (const wave of waves(puts)) {
       if (refused) {
         // The server could not store content: the files wait here, unchanged, for a later try.
@@ -751,8 +753,12 @@ export class Engine {
       });
       for (const a of wave) this.held.delete(a.local.localPath);
       phase('recheck');
-      await pusher.pushAll(ready.map((a) => ({ a, op: ops.get(a)! })));
+      await pushing;
+      pushing = pusher.pushAll(ready.map((a) => ({ a, op: ops.get(a)! })));
+      // Settled when awaited (next wave or below); a failure is not unhandled meanwhile.
+      pushing.catch(() => {});
     }
+    await pushing;
     await pusher.pushAll(sorted.filter((a) => order(a) > 2).map((a) => ({ a, op: this.opOf(a) })));
     if (pusher.held > 0) {
       this.opts.log(`the server holds ${pusher.held} ${pusher.held === 1 ? 'delete' : 'deletes'} from this device as a mass delete: other devices keep those files until the admin applies or undoes it on the admin page's Trash tab`);

@@ -134,10 +134,11 @@ export class DeviceSession {
       this.protocolError(new ProtocolError('FRAME_INVALID', 'hello was already received'));
       return;
     }
-    if (msg.type === 'put-chunk') {
-      // Uploads overlap each other (a few at a time); anything else waits for the uploads before it.
+    if (msg.type === 'put-chunk' || msg.type === 'has-chunks') {
+      // Uploads overlap each other (a few at a time) and whatever else runs (a push of files whose
+      // chunks went up before); anything else waits for the uploads before it.
       const upload = msg;
-      const p = this.queue.then(() => this.uploadSlots.run(() => this.handlers['put-chunk'](upload)));
+      const p = this.uploadSlots.run(() => this.dispatch(upload));
       this.uploads.add(p);
       p.finally(() => {
         this.uploads.delete(p);
@@ -145,7 +146,7 @@ export class DeviceSession {
       }).catch(() => {});
       return;
     }
-    // Wait for the uploads started before this message (not later ones: they wait on the queue).
+    // Wait for the uploads started before this message (not later ones).
     const earlier = [...this.uploads];
     this.queue = this.queue
       .then(() => Promise.allSettled(earlier))

@@ -730,33 +730,38 @@ export class Engine {
     let refused: KeepsyncError | undefined;
     // A wave's puts go while the next wave's content goes up: the server takes chunks during a push.
     let pushing: Promise<void> = Promise.resolve();
-    for (const wave of waves(puts)) {
-      if (refused) {
-        // The server could not store content: the files wait here, unchanged, for a later try.
-        for (const a of wave) this.markLocal(a.local.localPath);
-        continue;
+    try {
+      for (const wave of waves(puts)) {
+        if (refused) {
+          // The server could not store content: the files wait here, unchanged, for a later try.
+          for (const a of wave) this.markLocal(a.local.localPath);
+          continue;
+        }
+        const ops = new Map<Action, Op>(wave.map((a) => [a, this.opOf(a)]));
+        const jobs = new Map<Action, UploadJob>(wave.map((a) => [a, { localPath: a.local.localPath, ino: a.local.ino, chunks: chunksToOffer(a, ops.get(a)!), data: this.held.get(a.local.localPath) }]));
+        const done = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
+        refused = done.refused;
+        phase('upload chunks');
+        // A put whose chunks did not all arrive, or whose file changed since it was read, waits for the next cycle.
+        const changed = new Set<Action>();
+        await parallel(wave, RECHECK_PARALLEL, async (a) => {
+          if (!(await this.folder.matches(a.local.localPath, expectOf(a.local)))) changed.add(a);
+        });
+        const ready = wave.filter((a) => {
+          if (done.uploaded.has(jobs.get(a)!) && !changed.has(a)) return true;
+          this.markLocal(a.local.localPath);
+          return false;
+        });
+        for (const a of wave) this.held.delete(a.local.localPath);
+        phase('recheck');
+        await pushing;
+        pushing = pusher.pushAll(ready.map((a) => ({ a, op: ops.get(a)! })));
+        // Settled when awaited (next wave or below); a failure is not unhandled meanwhile.
+        pushing.catch(() => {});
       }
-      const ops = new Map<Action, Op>(wave.map((a) => [a, this.opOf(a)]));
-      const jobs = new Map<Action, UploadJob>(wave.map((a) => [a, { localPath: a.local.localPath, ino: a.local.ino, chunks: chunksToOffer(a, ops.get(a)!), data: this.held.get(a.local.localPath) }]));
-      const done = await uploadChunks([...jobs.values()], conn, this.folder, this.progress);
-      refused = done.refused;
-      phase('upload chunks');
-      // A put whose chunks did not all arrive, or whose file changed since it was read, waits for the next cycle.
-      const changed = new Set<Action>();
-      await parallel(wave, RECHECK_PARALLEL, async (a) => {
-        if (!(await this.folder.matches(a.local.localPath, expectOf(a.local)))) changed.add(a);
-      });
-      const ready = wave.filter((a) => {
-        if (done.uploaded.has(jobs.get(a)!) && !changed.has(a)) return true;
-        this.markLocal(a.local.localPath);
-        return false;
-      });
-      for (const a of wave) this.held.delete(a.local.localPath);
-      phase('recheck');
-      await pushing;
-      pushing = pusher.pushAll(ready.map((a) => ({ a, op: ops.get(a)! })));
-      // Settled when awaited (next wave or below); a failure is not unhandled meanwhile.
-      pushing.catch(() => {});
+    } finally {
+      // A push still out is answered and recorded before the cycle goes on, whatever stopped the waves.
+      await pushing.catch(() => {});
     }
     await pushing;
     await pusher.pushAll(sorted.filter((a) => order(a) > 2).map((a) => ({ a, op: this.opOf(a) })));

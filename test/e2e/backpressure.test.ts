@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { MAX_CHUNK_SIZE, MAX_FRAME, decodeServerMessage, encodeMessage, packHashes, packManifest, unpackManifest, type RelPath, type ServerMessage } from '@keepsync/protocol';
+import { MAX_CHUNK_SIZE, MAX_FRAME, decodeServerMessage, encodeMessage, packHashes, unpackManifest, type RelPath, type ServerMessage } from '@keepsync/protocol';
 import type { ContentStore } from '@keepsync/server';
 import { scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
 import { databaseKinds, type TestDatabase } from '../helpers/databases.js';
-import { RawSocket, redeemPairing } from '../helpers/rawDevice.js';
+import { RawSocket, putOp, redeemPairing } from '../helpers/rawDevice.js';
 import { waitFor } from '../helpers/wait.js';
 import { InProcessServer } from '../helpers/inProcessServer.js';
 
@@ -359,11 +359,7 @@ describe('A server whose disk falls behind (in process, its content store slowed
     const next = randomBytes(4096);
     sock.send({ type: 'put-chunk', id: 1, hash: sha256(first), data: first });
     await sock.next('chunk-ok', (m) => m.id === 1);
-    const put = {
-      op: 'put' as const, path: 'first.bin' as RelPath, base: 0, size: first.length, hash: sha256(first).toString('hex'), mtime: Date.now(), exec: false,
-      manifest: { full: packManifest([{ hash: sha256(first).toString('hex'), size: first.length }]) },
-    };
-    sock.send({ type: 'push', id: 2, ops: [put] });
+    sock.send({ type: 'push', id: 2, ops: [putOp('first.bin', first)] });
     // The next wave's question and upload, sent while the push waits for the disk.
     sock.send({ type: 'has-chunks', id: 3, hashes: packHashes([sha256(next).toString('hex')]) });
     sock.send({ type: 'put-chunk', id: 4, hash: sha256(next), data: next });

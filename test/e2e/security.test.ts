@@ -8,7 +8,7 @@ import {
   parseRelPath, type Op, type RelPath,
 } from '@keepsync/protocol';
 import { TestDevice, forEachDatabase, scenario, sortedTree, type Scenario } from '../helpers/cluster.js';
-import { AdminClient, RawSocket, redeemPairing, syncUrl, type RawPairing } from '../helpers/rawDevice.js';
+import { AdminClient, RawSocket, putOp, redeemPairing, syncUrl, type RawPairing } from '../helpers/rawDevice.js';
 import { MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_ADDRESS } from '@keepsync/server';
 import { waitFor } from '../helpers/wait.js';
 
@@ -19,16 +19,6 @@ import { waitFor } from '../helpers/wait.js';
  */
 
 const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
-
-/** A put op for `content` whose single chunk is `content` itself. */
-function putOp(p: string, content: Buffer, base = 0): Op {
-  const hash = sha256(content);
-  // Unchecked: hostile paths are sent on purpose.
-  return {
-    op: 'put', path: p as RelPath, base, size: content.length, hash, mtime: Date.now(), exec: false,
-    manifest: { full: packManifest([{ hash, size: content.length }]) },
-  };
-}
 
 /** Every file name under `dir`, recursively (missing dir: none). */
 function namesUnder(dir: string): string[] {

@@ -2,8 +2,8 @@ import https from 'node:https';
 import os from 'node:os';
 import WebSocket from 'ws';
 import {
-  KEEPSYNC_VERSION, PROTOCOL_VERSION, decodeServerMessage, encodeMessage,
-  type ClientMessage, type ServerMessage, type WelcomeMsg,
+  KEEPSYNC_VERSION, PROTOCOL_VERSION, decodeServerMessage, encodeMessage, packManifest, sha256Hex,
+  type ClientMessage, type Op, type RelPath, type ServerMessage, type WelcomeMsg,
 } from '@keepsync/protocol';
 import type { TestServer } from './cluster.js';
 import { waitFor } from './wait.js';
@@ -111,6 +111,15 @@ export async function redeemPairing(server: TestServer, name: string): Promise<R
   const r = await httpsJson(`${server.url}/api/v1/pair`, 'POST', { code, name, platform: `${os.platform()}-${os.arch()}` });
   if (r.status !== 201) throw new Error(`POST /pair answered ${r.status}: ${JSON.stringify(r.body)}`);
   return r.body as RawPairing;
+}
+
+/** A put op for `content` whose single chunk is `content` itself. Unchecked: hostile paths are sent on purpose. */
+export function putOp(p: string, content: Buffer, base = 0): Op {
+  const hash = sha256Hex(content);
+  return {
+    op: 'put', path: p as RelPath, base, size: content.length, hash, mtime: Date.now(), exec: false,
+    manifest: { full: packManifest([{ hash, size: content.length }]) },
+  };
 }
 
 /** The device WebSocket URL of a test server. */

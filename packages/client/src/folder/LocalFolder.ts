@@ -104,8 +104,7 @@ export class LocalFolder {
   async matches(localPath: string, exp: Expected): Promise<boolean> {
     if (!exp.absent) return (await this.statIfMatches(localPath, exp)) !== undefined;
     // A missing parent is fine (the path is absent); a link on the way is not.
-    const slash = localPath.lastIndexOf('/');
-    if (slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash)))) return false;
+    if (await this.linkAbove(localPath)) return false;
     const abs = this.abs(localPath);
     if (await directFs.lstat(abs).then(() => true, () => false)) return false;
     return !(await hasNormalizationTwin(abs));
@@ -118,8 +117,7 @@ export class LocalFolder {
    * it as synced.
    */
   private async statIfMatches(localPath: string, exp: Expected): Promise<fs.Stats | undefined> {
-    const slash = localPath.lastIndexOf('/');
-    if (slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash)))) return undefined;
+    if (await this.linkAbove(localPath)) return undefined;
     const st = await directFs.lstat(this.abs(localPath)).catch(() => undefined);
     if (!st) return undefined;
     if (exp.kind === 'dir') return st.isDirectory() ? st : undefined;
@@ -130,6 +128,12 @@ export class LocalFolder {
       (exp.ino === undefined || st.ino === exp.ino) &&
       (!exp.ctime || st.ctimeMs === exp.ctime);
     return same ? st : undefined;
+  }
+
+  /** Whether a symbolic link stands on the way to `localPath` (a folder above it). */
+  private async linkAbove(localPath: string): Promise<boolean> {
+    const slash = localPath.lastIndexOf('/');
+    return slash > 0 && (await linkInTheWay(this.root, localPath.slice(0, slash))) !== undefined;
   }
 
   /** The absolute path of the temporary file `.keepsync-` + `name` beside `localPath`. */

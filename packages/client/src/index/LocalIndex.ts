@@ -51,6 +51,18 @@ const toRemote = (r: Row): RemoteRecord => ({
   path: r.path, kind: r.kind, deleted: !!r.deleted, seq: r.seq, version: r.version, hash: r.hash, size: r.size,
   mtime: r.mtime, exec: !!r.exec, from: r.from_path ?? null, manifest: r.manifest ? new Uint8Array(r.manifest) : null,
 });
+/** Values looked up by one `IN` query (one prepared statement: a short batch repeats its last value). */
+const BATCH = 500;
+const PLACES = Array(BATCH).fill('?').join(', ');
+
+function* batches(values: readonly string[]): Generator<string[]> {
+  for (let i = 0; i < values.length; i += BATCH) {
+    const batch = values.slice(i, i + BATCH);
+    while (batch.length < BATCH) batch.push(batch[batch.length - 1]);
+    yield batch;
+  }
+}
+
 const blob = (m: Manifest | null) => (m ? Buffer.from(m.buffer, m.byteOffset, m.byteLength) : null);
 
 /**
@@ -94,6 +106,13 @@ export class LocalIndex {
     return st;
   }
 
+  /** The rows of `table` whose path is one of `paths`: a query per batch, not one per path. */
+  private rowsOf(table: 'synced' | 'remote', paths: readonly string[]): Row[] {
+    const rows: Row[] = [];
+    for (const batch of batches(paths)) rows.push(...(this.stmt(`SELECT * FROM ${table} WHERE path IN (${PLACES})`).all(...batch) as Row[]));
+    return rows;
+  }
+
   close(): void {
     this.db.close();
   }
@@ -132,6 +151,11 @@ export class LocalIndex {
   synced(path: string): SyncedRecord | undefined {
     const r = this.stmt('SELECT * FROM synced WHERE path = ?').get(path) as Row | undefined;
     return r ? toSynced(r) : undefined;
+  }
+
+  /** The synced records of those of `paths` that have one, by path. */
+  syncedOf(paths: readonly string[]): Map<string, SyncedRecord> {
+    return new Map(this.rowsOf('synced', paths).map((r) => [r.path, toSynced(r)]));
   }
 
   allSynced(): SyncedRecord[] {
@@ -181,6 +205,15 @@ export class LocalIndex {
     }
   }
 
+  /** Those of `hashes` that some synced file here contains. */
+  chunksHeld(hashes: readonly string[]): Set<string> {
+    const held = new Set<string>();
+    for (const batch of batches(hashes)) {
+      for (const r of this.stmt(`SELECT DISTINCT hash FROM chunks WHERE hash IN (${PLACES})`).all(...batch) as Row[]) held.add(r.hash);
+    }
+    return held;
+  }
+
   /** Where a chunk can be read locally: synced files that contain it. */
   chunkSources(hash: string): Array<{ path: RelPath; offset: number; size: number }> {
     return this.stmt('SELECT path, offset, size FROM chunks WHERE hash = ? LIMIT 4').all(hash) as never;
@@ -191,6 +224,11 @@ export class LocalIndex {
   remote(path: string): RemoteRecord | undefined {
     const r = this.stmt('SELECT * FROM remote WHERE path = ?').get(path) as Row | undefined;
     return r ? toRemote(r) : undefined;
+  }
+
+  /** The server's records of those of `paths` that have one, by path. */
+  remoteOf(paths: readonly string[]): Map<string, RemoteRecord> {
+    return new Map(this.rowsOf('remote', paths).map((r) => [r.path, toRemote(r)]));
   }
 
   allRemote(): RemoteRecord[] {

@@ -318,9 +318,12 @@ export class Engine {
       for (const p of covered) get(p.normalize('NFC') as RelPath);
       for (const p of this.dirtyRemote) get(p);
       this.dirtyRemote.clear();
+      const paths = [...states.keys()];
+      const synced = this.index.syncedOf(paths);
+      const remote = this.index.remoteOf(paths);
       for (const [p, st] of states) {
-        st.synced = this.index.synced(p);
-        st.remote = this.index.remote(p);
+        st.synced = synced.get(p);
+        st.remote = remote.get(p);
         if (!st.local && st.synced) {
           // Not seen by a walk above: stat it (a parent may hold it under another name).
           const l = await stat(p);

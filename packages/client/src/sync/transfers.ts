@@ -166,10 +166,12 @@ export async function downloadFiles(
   }
   // Chunks the index knows a local copy of are read here; the rest come from the server, in file order.
   const fetcher = new ChunkFetcher(conn, (data) => progress.down(data.byteLength));
-  const pieces = jobs.map((job, i) =>
-    unpackManifest(job.manifest).map((c, k) => ({
+  const manifests = jobs.map((job) => unpackManifest(job.manifest));
+  const held = index.chunksHeld(manifests.flatMap((m) => m.map((c) => c.hash)));
+  const pieces = manifests.map((chunks, i) =>
+    chunks.map((c, k) => ({
       ...c,
-      occ: k < (resumed.get(i)?.pieces ?? 0) || index.chunkSources(c.hash).length > 0 ? -1 : fetcher.plan(c.hash, c.size),
+      occ: k < (resumed.get(i)?.pieces ?? 0) || held.has(c.hash) ? -1 : fetcher.plan(c.hash, c.size),
     })),
   );
   fetcher.start();

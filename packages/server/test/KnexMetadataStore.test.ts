@@ -55,3 +55,39 @@ describe('KnexMetadataStore transactions when the database connection drops (B4)
     assert.equal(runs, 3, 'a failure that is not the connection is not run again');
   });
 });
+
+/* SQLite keeps each connection's compiled statements (`keepStatements` in db.ts). */
+describe('SQLite index with compiled statements kept', () => {
+  let db: Knex;
+  let dataDir: string;
+
+  beforeEach(async () => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'keepsync-store-'));
+    db = await openDatabase({ dataDir });
+  });
+  afterEach(async () => {
+    await db.destroy();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('answers each query with its own values, again after many other queries and after a change of the schema', async () => {
+    await db.schema.createTable('kept', (t) => {
+      t.integer('id').primary();
+      t.text('name');
+    });
+    await db('kept').insert(Array.from({ length: 400 }, (_, id) => ({ id, name: `n${id}` })));
+    // Every shape once (more than the connection keeps), then the first shapes again.
+    for (let n = 1; n <= 300; n++) assert.equal((await db('kept').whereIn('id', Array.from({ length: n }, (_, i) => i))).length, n);
+    assert.deepEqual(await db('kept').whereIn('id', [7]), [{ id: 7, name: 'n7' }]);
+    assert.deepEqual(await db('kept').where({ id: 9 }).first(), { id: 9, name: 'n9' });
+    await db.schema.alterTable('kept', (t) => t.text('extra').defaultTo('x'));
+    assert.deepEqual(await db('kept').where({ id: 9 }).first(), { id: 9, name: 'n9', extra: 'x' });
+    await assert.rejects(db.transaction(async (tx) => {
+      await tx('kept').where({ id: 9 }).update({ name: 'changed' });
+      await tx('kept').insert({ id: 9, name: 'twice' });
+    }), /UNIQUE/);
+    assert.equal((await db('kept').where({ id: 9 }).first()).name, 'n9', 'the failed transaction left nothing');
+    await db.transaction(async (tx) => tx('kept').where({ id: 9 }).update({ name: 'changed' }));
+    assert.equal((await db('kept').where({ id: 9 }).first()).name, 'changed');
+  });
+});

@@ -107,10 +107,8 @@ export class LocalIndex {
   }
 
   /** The rows of `table` whose path is one of `paths`: a query per batch, not one per path. */
-  private rowsOf(table: 'synced' | 'remote', paths: readonly string[]): Row[] {
-    const rows: Row[] = [];
-    for (const batch of batches(paths)) rows.push(...(this.stmt(`SELECT * FROM ${table} WHERE path IN (${PLACES})`).all(...batch) as Row[]));
-    return rows;
+  private *rowsOf(table: 'synced' | 'remote', paths: readonly string[]): Generator<Row> {
+    for (const batch of batches(paths)) yield* this.stmt(`SELECT * FROM ${table} WHERE path IN (${PLACES})`).all(...batch) as Row[];
   }
 
   close(): void {
@@ -155,7 +153,9 @@ export class LocalIndex {
 
   /** The synced records of those of `paths` that have one, by path. */
   syncedOf(paths: readonly string[]): Map<string, SyncedRecord> {
-    return new Map(this.rowsOf('synced', paths).map((r) => [r.path, toSynced(r)]));
+    const found = new Map<string, SyncedRecord>();
+    for (const r of this.rowsOf('synced', paths)) found.set(r.path, toSynced(r));
+    return found;
   }
 
   allSynced(): SyncedRecord[] {
@@ -228,7 +228,9 @@ export class LocalIndex {
 
   /** The server's records of those of `paths` that have one, by path. */
   remoteOf(paths: readonly string[]): Map<string, RemoteRecord> {
-    return new Map(this.rowsOf('remote', paths).map((r) => [r.path, toRemote(r)]));
+    const found = new Map<string, RemoteRecord>();
+    for (const r of this.rowsOf('remote', paths)) found.set(r.path, toRemote(r));
+    return found;
   }
 
   allRemote(): RemoteRecord[] {

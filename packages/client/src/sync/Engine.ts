@@ -213,7 +213,8 @@ export class Engine {
         if (page.seq > conn.announcedSeq && ++pagesPast > PAGES_PAST_ANNOUNCED) throw invalid(`it keeps paging its changes past sequence ${page.seq}, beyond the ${conn.announcedSeq} it announced`);
       }
       this.index.tx(() => {
-        for (const e of page.entries) this.recordRemote(e);
+        const known = this.index.remoteOf(page.entries.map((e) => e.path));
+        for (const e of page.entries) this.recordRemote(e, known);
         const last = page.entries.reduce<Entry | undefined>((m, e) => (!m || e.seq > m.seq ? e : m), undefined);
         if (last && last.seq > (this.index.head?.seq ?? 0)) this.index.setHead({ seq: last.seq, path: last.path, hash: last.hash, deleted: last.deleted });
         this.index.setMeta('seq', String(Math.max(this.index.seq, page.seq)));
@@ -223,13 +224,16 @@ export class Engine {
     }
   }
 
-  private recordRemote(e: Entry): void {
-    const old = this.index.remote(e.path);
+  /** Records a change of the server's feed unless a later one of its path is known (`known`: the index's records, kept up to date). */
+  private recordRemote(e: Entry, known: Map<string, RemoteRecord>): void {
+    const old = known.get(e.path);
     if (old && old.seq > e.seq) return;
-    this.index.putRemote({
+    const record: RemoteRecord = {
       path: e.path, kind: e.kind, deleted: e.deleted, seq: e.seq, version: e.version, hash: e.hash, size: e.size,
       mtime: e.mtime, exec: e.exec, from: e.from ?? null, manifest: e.manifest ?? null,
-    });
+    };
+    this.index.putRemote(record);
+    known.set(e.path, record);
     this.dirtyRemote.add(e.path);
     if (e.from) this.dirtyRemote.add(e.from);
   }

@@ -101,5 +101,38 @@ describe('Scanner', () => {
       assert.equal(shrunk.size, 9000);
       assert.ok(shrunk.data?.equals(bytes));
     });
+
+    it('reads a file that grew from empty since its stat (a copy in progress) in whole blocks, not byte by byte', async () => {
+      const bytes = random(4 * 1024 * 1024);
+      fs.writeFileSync(path.join(root, 'copying.bin'), bytes);
+      const scanner = new Scanner(root);
+      // The real reads, counted; one in tiny pieces is stopped early.
+      const real = directFs.open;
+      let reads = 0;
+      directFs.open = async (...args: Parameters<typeof real>) => {
+        const fh = await real(...args);
+        const read = fh.read.bind(fh);
+        fh.read = async (...a: Parameters<typeof read>) => {
+          if (++reads > 100) throw new Error('read in tiny pieces');
+          return read(...a);
+        };
+        return fh;
+      };
+      try {
+        for (const statSize of [0, 10]) {
+          reads = 0;
+          const got = await scanner.hash(seen('copying.bin', statSize), { keepUpTo: 64 * 1024 });
+          assert.equal(got.size, bytes.length);
+          assert.equal(got.hash, chunkBuffer(bytes).hash);
+          assert.equal(got.data, undefined, 'read in more than one piece');
+          assert.ok(reads <= 7, `${reads} reads after a stat of ${statSize} bytes`);
+        }
+        fs.writeFileSync(path.join(root, 'one.bin'), 'x');
+        const one = await scanner.hash(seen('one.bin', 0), { keepUpTo: 64 * 1024 });
+        assert.deepEqual({ size: one.size, data: one.data?.toString() }, { size: 1, data: 'x' }, 'the bytes kept are the file');
+      } finally {
+        directFs.open = real;
+      }
+    });
   });
 });

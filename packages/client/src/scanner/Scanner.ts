@@ -236,7 +236,8 @@ export class Scanner {
     const expectedSize = local.size;
     // One spare byte shows, in the same read, that a small file has not grown.
     const reused = expectedSize + 1 <= SMALL_READ ? (this.spareBuffers.pop() ?? Buffer.allocUnsafe(SMALL_READ)) : undefined;
-    const buf = reused ? reused.subarray(0, expectedSize + 1) : Buffer.allocUnsafe(Math.min(READ_BLOCK, expectedSize + 1));
+    const first = reused ? reused.subarray(0, expectedSize + 1) : Buffer.allocUnsafe(Math.min(READ_BLOCK, expectedSize + 1));
+    let buf = first;
     try {
       const found: ChunkRef[] = [];
       const chunker = new Chunker(expectedSize, onChunk && ((chunk) => found.push(chunk)), previous);
@@ -251,12 +252,15 @@ export class Scanner {
         for (const chunk of found.splice(0)) await onChunk!(chunk);
         // A short read that reaches the size from stat is the end of the file.
         if (bytesRead < buf.length && total === expectedSize) break;
+        // Longer than its stat said (still being written, a copy in progress): the rest is
+        // read in whole blocks, not in pieces of the size the stat gave (one byte for a new file).
+        if (total > expectedSize && buf.length < READ_BLOCK) buf = Buffer.allocUnsafe(READ_BLOCK);
       }
       const chunked = chunker.finish();
       for (const chunk of found.splice(0)) await onChunk!(chunk);
       if (reads !== 1 || total > keepUpTo) return chunked;
       // A reused buffer goes back: the bytes kept are a copy.
-      return { ...chunked, data: reused ? Buffer.from(buf.subarray(0, total)) : buf.subarray(0, total) };
+      return { ...chunked, data: reused ? Buffer.from(first.subarray(0, total)) : first.subarray(0, total) };
     } finally {
       if (reused) this.spareBuffers.push(reused);
       await fh.close();

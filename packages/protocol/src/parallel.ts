@@ -6,3 +6,10 @@ export async function parallel<T>(items: T[], width: number, fn: (item: T) => Pr
   };
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }
+
+/** `items` in consecutive slices of `size` (the last one shorter): for queries that take a bounded list. */
+export function inBatches<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import type { EntryKind, Manifest, RelPath } from '@keepsync/protocol';
-import { MANIFEST_RECORD } from '@keepsync/protocol';
+import { MANIFEST_RECORD, inBatches } from '@keepsync/protocol';
 
 /** What this device and the server last agreed on for a path. */
 export interface SyncedRecord {
@@ -55,12 +55,11 @@ const toRemote = (r: Row): RemoteRecord => ({
 const BATCH = 500;
 const PLACES = Array(BATCH).fill('?').join(', ');
 
-function* batches(values: readonly string[]): Generator<string[]> {
-  for (let i = 0; i < values.length; i += BATCH) {
-    const batch = values.slice(i, i + BATCH);
-    while (batch.length < BATCH) batch.push(batch[batch.length - 1]);
-    yield batch;
-  }
+function batches(values: readonly string[]): string[][] {
+  const all = inBatches(values, BATCH);
+  const last = all[all.length - 1];
+  while (last && last.length < BATCH) last.push(last[last.length - 1]);
+  return all;
 }
 
 const blob = (m: Manifest | null) => (m ? Buffer.from(m.buffer, m.byteOffset, m.byteLength) : null);

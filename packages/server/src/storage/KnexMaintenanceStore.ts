@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { RelPath } from '@keepsync/protocol';
+import { inBatches, type RelPath } from '@keepsync/protocol';
 import type {
   IndexFigures, LiveEntryRow, MaintenanceStore, RetentionPolicy, RetentionResult, VersionRole, VersionRow,
 } from '../maintenance/MaintenanceStore.js';
@@ -75,8 +75,8 @@ export class KnexMaintenanceStore implements MaintenanceStore {
         });
 
       const ids = expired.map((r) => Number(r.id));
-      for (let i = 0; i < ids.length; i += IN_BATCH) {
-        await trx('versions').whereIn('id', ids.slice(i, i + IN_BATCH)).delete();
+      for (const batch of inBatches(ids, IN_BATCH)) {
+        await trx('versions').whereIn('id', batch).delete();
       }
       const versionBytes = expired.reduce((n, r) => n + Number(r.size), 0);
       if (ids.length > 0 || trashItems > 0) {
@@ -105,8 +105,7 @@ export class KnexMaintenanceStore implements MaintenanceStore {
 
   async roles(versionIds: readonly number[]): Promise<Map<number, VersionRole>> {
     const out = new Map<number, VersionRole>();
-    for (let i = 0; i < versionIds.length; i += IN_BATCH) {
-      const batch = versionIds.slice(i, i + IN_BATCH);
+    for (const batch of inBatches(versionIds, IN_BATCH)) {
       for (const r of await this.db('versions').whereIn('id', batch).select('id')) out.set(r.id, 'history');
       for (const r of await heldByTrash(this.db, 'version_id').whereIn('te.version_id', batch)) out.set(r.version_id, 'trash');
       for (const r of await currentVersionIds(this.db).whereIn('version_id', batch)) out.set(r.version_id, 'current');

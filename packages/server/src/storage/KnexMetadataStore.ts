@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { EntryKind, RelPath } from '@keepsync/protocol';
+import { inBatches, type EntryKind, type RelPath } from '@keepsync/protocol';
 import type { MetadataStore, MetadataTx } from '../sync/MetadataStore.js';
 import type {
   ChangeRecord, DeleteHoldRecord, DeletionRecord, EntryRecord, HeldDeleteRecord, Folder, NewVersion, TrashEntryRecord, TrashItemRecord, VersionRecord, VersionSummary,
@@ -82,12 +82,6 @@ const toHold = (r: Row): DeleteHoldRecord => ({
 /** Upper bound of a subtree range: `dir/` ≤ path < `dir0` ('0' follows '/'). */
 const subtreeRange = (dir: string): [string, string] => [`${dir}/`, `${dir}0`];
 
-function chunked<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
 class KnexTx implements MetadataTx {
   constructor(private readonly db: Knex.Transaction, private readonly pg: boolean) {}
 
@@ -104,7 +98,7 @@ class KnexTx implements MetadataTx {
 
   async entries(folderId: number, paths: readonly RelPath[]): Promise<Map<RelPath, EntryRecord>> {
     const out = new Map<RelPath, EntryRecord>();
-    for (const batch of chunked([...new Set(paths)], IN_BATCH)) {
+    for (const batch of inBatches([...new Set(paths)], IN_BATCH)) {
       const rows = await this.db('entries').where({ folder_id: folderId }).whereIn('path', batch);
       for (const r of rows) out.set(r.path, toEntry(r));
     }
@@ -123,7 +117,7 @@ class KnexTx implements MetadataTx {
   }
 
   async putEntries(rows: readonly EntryRecord[]): Promise<void> {
-    for (const batch of chunked(rows, 200)) {
+    for (const batch of inBatches(rows, 200)) {
       await this.db('entries').insert(batch.map(fromEntry)).onConflict(['folder_id', 'path']).merge();
     }
   }
@@ -176,7 +170,7 @@ class KnexTx implements MetadataTx {
       })
       .returning('id');
     const id: number = typeof row === 'object' ? row.id : row;
-    for (const batch of chunked(entries, 200)) {
+    for (const batch of inBatches(entries, 200)) {
       await this.db('trash_entries').insert(batch.map((e) => ({ trash_item_id: id, path: e.path, kind: e.kind, version_id: e.versionId })));
     }
     return id;
@@ -219,7 +213,7 @@ class KnexTx implements MetadataTx {
   }
 
   async addHeldDeletes(holdId: number, rows: readonly Omit<HeldDeleteRecord, 'holdId'>[]): Promise<void> {
-    for (const batch of chunked(rows, 200)) {
+    for (const batch of inBatches(rows, 200)) {
       await this.db('held_deletes').insert(batch.map((r) => ({
         hold_id: holdId, kind: r.kind, path: r.path, base: r.base, seq: r.seq, held_seq: r.heldSeq, trash_item_id: r.trashItemId, files: r.files,
       })));
@@ -291,7 +285,7 @@ class KnexTx implements MetadataTx {
     if (from.length === 0) return;
     const size = from.reduce((n, i) => n + i.size, 0);
     const files = from.reduce((n, i) => n + i.files, 0);
-    for (const batch of chunked(from.map((i) => i.id), IN_BATCH)) {
+    for (const batch of inBatches(from.map((i) => i.id), IN_BATCH)) {
       await this.db('trash_entries').whereIn('trash_item_id', batch).update({ trash_item_id: into });
       await this.db('trash_items').whereIn('id', batch).del();
     }
@@ -316,7 +310,7 @@ class KnexTx implements MetadataTx {
     await this.db('trash_entries').where({ trash_item_id: id }).del();
     await this.db('trash_items').where({ id }).update({ state: 'purged', size: 0, files: 0 });
     // A version that a live entry or another trash item still points at stays.
-    for (const batch of chunked([...new Set(candidates)], IN_BATCH)) {
+    for (const batch of inBatches([...new Set(candidates)], IN_BATCH)) {
       await this.db('versions')
         .whereIn('id', batch)
         .whereNotIn('id', this.db('entries').where({ folder_id: item.folder_id, deleted: false }).select('version_id'))

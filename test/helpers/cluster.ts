@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { databaseKinds, type DatabaseKind, type TestDatabase } from './databases.js';
 import { Proc, keepsync, type RunResult } from './processes.js';
 import { explainTimeouts, waitFor } from './wait.js';
@@ -150,7 +151,25 @@ export class TestDevice {
       top = fs.readdirSync(this.dir);
     } catch {}
     const published = state ? JSON.stringify({ connected: state.connected, pendingUp: state.pendingUp, pendingDown: state.pendingDown, lastError: state.lastError, lastSyncAt: state.lastSyncAt }) : '(none)';
-    return `${this.name}: sync ${live}; state ${published}; folder holds ${entries} entries, at the top ${JSON.stringify(top.slice(0, 20))}; said: ${tail(this.live?.stderr ?? '')}`;
+    return `${this.name}: sync ${live}; state ${published}; folder holds ${entries} entries, at the top ${JSON.stringify(top.slice(0, 20))}; ${this.indexSummary()}; said: ${tail(this.live?.stderr ?? '')}`;
+  }
+
+  /**
+   * What this device's index holds (read-only, beside the running sync): the
+   * paths it counts as synced and those it knows from the server, which tell a
+   * change never sent from one never fetched.
+   */
+  private indexSummary(): string {
+    const file = path.join(this.home, 'index.db');
+    if (!fs.existsSync(file)) return 'index: none';
+    const db = new Database(file, { readonly: true, fileMustExist: true });
+    try {
+      const paths = (table: string) => (db.prepare(`SELECT path FROM ${table} ORDER BY path LIMIT 20`).all() as Array<{ path: string }>).map((r) => r.path);
+      const seq = (db.prepare("SELECT value FROM meta WHERE key = 'seq'").get() as { value: string } | undefined)?.value ?? '0';
+      return `index: at sequence ${seq}, synced ${JSON.stringify(paths('synced'))}, from the server ${JSON.stringify(paths('remote'))}`;
+    } finally {
+      db.close();
+    }
   }
 
   write(rel: string, content: string | Buffer): void {

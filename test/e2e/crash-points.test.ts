@@ -240,9 +240,12 @@ describe('Crashes at exact points (SAFETY.md B1, B2, B3, B4, B8)', function () {
           const renamed = Number(onDisk(newPath) === sha256(fresh)) + Number(update === sha256(next));
           if (point === 'client:after-rename') assert.ok(renamed >= count, `${point}:${count}: ${renamed} files renamed into place before the kill`);
           else assert.ok(renamed <= count - 1, `${point}:${count}: ${renamed} files renamed into place before the kill`);
-          // A download's temporary file goes once its content is in place (linked there, then removed).
+          // At most one temporary file per download. A download not in place need not have one yet: the
+          // downloads share one thread, and with every chunk already arrived (a loaded machine) the first
+          // can run whole, up to the kill, before the second has opened its file. The restart below
+          // checks that none is left over.
           const temps = leftovers(receiver.dir).length - asides.length;
-          assert.ok(temps >= 2 - renamed && temps <= 2, `${point}:${count}: ${temps} temporary files for ${2 - renamed} downloads not in place`);
+          assert.ok(temps <= 2, `${point}:${count}: ${temps} temporary files for two downloads`);
 
           await receiver.syncOnce();
           assert.ok(fs.readFileSync(receiver.p(newPath)).equals(fresh), `${point}:${count}: ${newPath} after the restart`);

@@ -33,7 +33,7 @@ interface Partial {
   bytes: number;
 }
 
-/** KEEPSYNC_TRACE=1 logs each download resumed from a temporary file an earlier run left. */
+/** KEEPSYNC_TRACE=1 logs each download resumed from a temporary file an earlier run left, and each one given up with why. */
 const TRACE = process.env.KEEPSYNC_TRACE === '1';
 
 /**
@@ -203,6 +203,7 @@ export async function downloadFiles(
         st.bytes += data.byteLength;
       }
     } catch (err) {
+      if (TRACE) process.stderr.write(`keepsync trace: download of ${job.path} stopped: ${errorMessage(err)}\n`);
       if ((conn.closed || lost !== undefined) && !DISK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) {
         lost ??= err;
         // Resumable: what is in the file was verified chunk by chunk.
@@ -230,7 +231,9 @@ export async function downloadFiles(
     let stat;
     try {
       stat = await folder.commit(st.w, job.localPath, job.mtime, job.exec, job.expect);
+      if (TRACE && !stat) process.stderr.write(`keepsync trace: download of ${job.path} not placed: the file there changed meanwhile\n`);
     } catch (err) {
+      if (TRACE) process.stderr.write(`keepsync trace: download of ${job.path} not placed: ${errorMessage(err)}\n`);
       failedWrite(i, err);
     }
     if (stat || settled()) job.onDone(stat ? { ino: stat.ino, mtime: stat.mtimeMs, ctime: stat.ctimeMs } : undefined);

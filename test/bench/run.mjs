@@ -99,11 +99,22 @@ async function diskBeforeFigure(name) {
   }
 }
 
-/** Node flags for every keepsync process: CPU profiles, and any given in KEEPSYNC_BENCH_NODE_ARGS (say `--trace-gc`). */
+/**
+ * Node flags for every keepsync process: those on the first line of the CLI, as running
+ * `keepsync` gives them; CPU profiles; any given in KEEPSYNC_BENCH_NODE_ARGS (say `--trace-gc`).
+ */
 const NODE_ARGS = [
+  ...shebangFlags(CLI),
   ...(process.env.KEEPSYNC_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KEEPSYNC_BENCH_PROFILE}`] : []),
   ...(process.env.KEEPSYNC_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
 ];
+
+/** The Node flags in the `#!/usr/bin/env -S node FLAGS` line of `file`. */
+function shebangFlags(file) {
+  const first = fs.readFileSync(file, 'utf8').split('\n', 1)[0];
+  const m = /^#!\S*env -S node (.*)$/.exec(first);
+  return m ? m[1].split(' ').filter(Boolean) : [];
+}
 
 /** A `keepsync …` child process with collected (bounded) output. */
 class Proc {

@@ -14,9 +14,9 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 // allocated outside since its last full collection against the old
 // generation's limit. With that limit as small as such a heap, a 512 MiB
 // transfer made the server and a device collect the whole heap 40 to 50
-// times (device B's CPU 4 to 5 s against 3.3 to 3.7 s); starting the limit at 64 MiB leaves
-// room for it. Node takes the flag only on its command line: not from
-// NODE_OPTIONS, nor once running.
+// times (device B's CPU 4 to 5 s against 3.3 to 3.7 s); starting the limit
+// at 64 MiB leaves room for it. Node takes the flag only on its command
+// line: not from NODE_OPTIONS, nor once running.
 
 async function main(argv: string[]): Promise<number> {
   setDebug(argv.includes('--debug'));

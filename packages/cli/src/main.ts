@@ -3,11 +3,6 @@ import './threadpool.js';
 import { Exit, UsageError, reportFailure, setDebug } from './output.js';
 import { USAGE, commands } from './commands/index.js';
 
-// File I/O, hashing and fsyncs of chunk transfers share libuv's thread pool;
-// four threads (the default) make a large transfer wait on the disk. Read
-// when the pool starts, which is after this line.
-process.env.UV_THREADPOOL_SIZE ??= '16';
-
 // The flag on the first line (also in `npm start` and the Dockerfile; the
 // repository test keeps them the same): chunks pass through as buffers
 // outside V8's heap, which stays at 10 to 20 MB, and V8 counts what is

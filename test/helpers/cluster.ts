@@ -162,13 +162,17 @@ export class TestDevice {
   private indexSummary(): string {
     const file = path.join(this.home, 'index.db');
     if (!fs.existsSync(file)) return 'index: none';
-    const db = new Database(file, { readonly: true, fileMustExist: true });
+    // Called while explaining a failure: a busy or half-made index must not hide that failure.
+    let db: Database.Database | undefined;
     try {
-      const paths = (table: string) => (db.prepare(`SELECT path FROM ${table} ORDER BY path LIMIT 20`).all() as Array<{ path: string }>).map((r) => r.path);
+      db = new Database(file, { readonly: true, fileMustExist: true });
+      const paths = (table: string) => (db!.prepare(`SELECT path FROM ${table} ORDER BY path LIMIT 20`).all() as Array<{ path: string }>).map((r) => r.path);
       const seq = (db.prepare("SELECT value FROM meta WHERE key = 'seq'").get() as { value: string } | undefined)?.value ?? '0';
       return `index: at sequence ${seq}, synced ${JSON.stringify(paths('synced'))}, from the server ${JSON.stringify(paths('remote'))}`;
+    } catch (err) {
+      return `index: unreadable (${(err as Error).message})`;
     } finally {
-      db.close();
+      db?.close();
     }
   }
 

@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { MANIFEST_RECORD, type Manifest } from './manifest.js';
+import { rollGear, type GearState } from './gear.js';
 
 /**
  * Content-defined chunking (FastCDC with normalized chunking, level 2) and
@@ -88,19 +89,6 @@ export function classOf(m: Manifest): number | undefined {
   return b >= BASE_AVG_BITS && b <= MAX_AVG_BITS && fits(b) ? b : undefined;
 }
 
-/** 256 fixed pseudo-random 32-bit values (xorshift32 from a fixed seed). Never change. */
-export const GEAR: Int32Array = (() => {
-  const table = new Int32Array(256);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < 256; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    table[i] = x | 0;
-  }
-  return table;
-})();
-
 /** A chunk found by the chunker: its SHA-256 (hex), size and offset in the file. */
 export interface ChunkRef {
   hash: string;
@@ -129,6 +117,7 @@ export class Chunker {
   private chunkHash: Hash = createHash('sha256');
   private readonly chunks: ChunkRef[] = [];
   private gear = 0;
+  private readonly rolling: GearState = { h: 0 };
   private len = 0;
   private offset = 0;
 
@@ -144,7 +133,6 @@ export class Chunker {
   update(buf: Uint8Array): void {
     this.fileHash.update(buf);
     const { min, avg, max, maskS, maskL } = this.params;
-    const gear = GEAR;
     const n = buf.length;
     let start = 0;
     let i = 0;
@@ -165,14 +153,11 @@ export class Chunker {
       const below = len < avg - 1;
       const end = i + Math.min((below ? avg - 1 : max) - len, n - i);
       const mask = below ? maskS : maskL;
-      let cut = false;
-      while (i < end) {
-        h = ((h << 1) + gear[buf[i++]]) | 0;
-        if ((h & mask) === 0) {
-          cut = true;
-          break;
-        }
-      }
+      const state = this.rolling;
+      state.h = h;
+      i = rollGear(buf, i, end, state, mask);
+      h = state.h;
+      const cut = (h & mask) === 0;
       len = i - base;
       if (cut || len >= max) {
         this.chunkHash.update(buf.subarray(start, i));

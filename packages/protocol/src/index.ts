@@ -3,6 +3,7 @@ export * from './limits.js';
 export * from './closeCodes.js';
 export * from './paths.js';
 export * from './chunker.js';
+export * from './gear.js';
 export * from './manifest.js';
 export * from './messages.js';
 export * from './codec.js';

@@ -58,6 +58,25 @@ describe('Chunker', () => {
     assert.ok(freshBytes < insert.length + 600 * 1024, `${freshBytes} bytes changed for a ${insert.length} byte insert`);
   });
 
+  it('cuts where it always has: a change here would send every file up again', () => {
+    const digest = (r: { chunks: Array<{ offset: number; size: number; hash: string }> }) =>
+      createHash('sha256').update(r.chunks.map((c) => `${c.offset}:${c.size}:${c.hash}`).join('\n')).digest('hex').slice(0, 16);
+    const small = chunkBuffer(bytes(3 * 1024 * 1024, 11));
+    assert.equal(small.chunks.length, 40);
+    assert.deepEqual(small.chunks.slice(0, 6).map((c) => c.size), [75274, 60983, 67629, 105411, 97446, 86350]);
+    assert.equal(digest(small), '5d4e7e101499d350');
+    // The chunk sizes of a 512 MiB file, on its first 6 MiB.
+    const large = new Chunker(512 * 1024 * 1024);
+    large.update(bytes(6 * 1024 * 1024, 12));
+    const cut = large.finish();
+    assert.deepEqual(cut.chunks.slice(0, 6).map((c) => c.size), [143316, 134763, 134101, 152144, 220124, 295111]);
+    assert.equal(digest(cut), '2fe9117743de3dfe');
+    // A run of zeros has no cut point: it is cut at the maximum.
+    const zeros = chunkBuffer(Buffer.concat([bytes(200_000, 13), Buffer.alloc(700_000), bytes(300_000, 14)]));
+    assert.deepEqual(zeros.chunks.map((c) => c.size), [66710, 65968, 262144, 262144, 262144, 66796, 84655, 84161, 45278]);
+    assert.equal(digest(zeros), '6893c9eee4a7cbef');
+  });
+
   it('chunks the empty file into nothing', () => {
     assert.deepEqual(chunkBuffer(Buffer.alloc(0)).chunks, []);
   });

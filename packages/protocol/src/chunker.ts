@@ -11,10 +11,14 @@ import { rollGear, type GearState } from './gear.js';
  * Chunk sizes scale with the file so that a manifest stays small and a large
  * file is not thousands more chunks to store and send (each is a file on the
  * server and a request): files up to 256 MiB use 64 KiB average chunks
- * (16 KiB min, 256 KiB max); each doubling above that doubles the chunk
- * sizes, up to 4 MiB average (16 MiB max). A new version of a file keeps the
- * size class of the one before it unless its size moved further than the
- * next class (see `chunkParamsFor`).
+ * (16 KiB min, 256 KiB max), so an edit sends little more than it changed;
+ * a larger file is cut into about 2,048 chunks (1,448 to 2,896), its average
+ * chunk the power of two nearest to a 2,048th of it, up to 4 MiB average
+ * (16 MiB max). That halves the chunks of a 512 MiB file, and with them what
+ * the server spends per chunk, which was most of its work. Each class borders
+ * on the next, so a file growing across a boundary moves one class at a time.
+ * A new version of a file keeps the size class of the one before it unless
+ * its size moved further than the next class (see `chunkParamsFor`).
  */
 
 export interface ChunkParams {
@@ -29,8 +33,10 @@ export interface ChunkParams {
 
 const BASE_AVG_BITS = 16;
 const MAX_AVG_BITS = 22;
-/** Chunks a manifest aims at, at most (before the size class grows). */
-const TARGET_CHUNKS = 4096;
+/** Files up to this size are cut in the base class. */
+const BASE_CLASS_MAX_BYTES = 256 * 1024 * 1024;
+/** Chunks a larger file is cut into, about. */
+const LARGE_FILE_CHUNKS = 2048;
 /** A previous version with fewer chunks tells its size class too loosely (by its average chunk). */
 const CLASS_SEEN_FROM_CHUNKS = 64;
 
@@ -39,10 +45,11 @@ function topMask(bits: number): number {
 }
 
 /** The size class of a file: log2 of its average chunk size. */
-function classFor(size: number): number {
-  let bits = BASE_AVG_BITS;
-  while (bits < MAX_AVG_BITS && size / 2 ** bits > TARGET_CHUNKS) bits++;
-  return bits;
+export function classFor(size: number): number {
+  if (size <= BASE_CLASS_MAX_BYTES) return BASE_AVG_BITS;
+  // Just above the base class's limit this is 17: one class up, not two.
+  const bits = Math.round(Math.log2(size / LARGE_FILE_CHUNKS));
+  return Math.min(MAX_AVG_BITS, Math.max(BASE_AVG_BITS + 1, bits));
 }
 
 /**

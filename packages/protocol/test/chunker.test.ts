@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
-import { Chunker, chunkBuffer, chunkParamsFor, classOf, packManifest, sha256Hex, type Manifest } from '@keepsync/protocol';
+import { Chunker, chunkBuffer, chunkParamsFor, classFor, classOf, packManifest, sha256Hex, type Manifest } from '@keepsync/protocol';
 
 /** Deterministic pseudo-random bytes, so failures reproduce. */
 function bytes(n: number, seed: number): Buffer {
@@ -65,8 +65,8 @@ describe('Chunker', () => {
     assert.equal(small.chunks.length, 40);
     assert.deepEqual(small.chunks.slice(0, 6).map((c) => c.size), [75274, 60983, 67629, 105411, 97446, 86350]);
     assert.equal(digest(small), '5d4e7e101499d350');
-    // The chunk sizes of a 512 MiB file, on its first 6 MiB.
-    const large = new Chunker(512 * 1024 * 1024);
+    // The chunk sizes of a 300 MiB file (128 KiB average), on its first 6 MiB.
+    const large = new Chunker(300 * 1024 * 1024);
     large.update(bytes(6 * 1024 * 1024, 12));
     const cut = large.finish();
     assert.deepEqual(cut.chunks.slice(0, 6).map((c) => c.size), [143316, 134763, 134101, 152144, 220124, 295111]);
@@ -84,9 +84,20 @@ describe('Chunker', () => {
   it('grows the chunk size for very large files so manifests stay small', () => {
     assert.equal(chunkParamsFor(100 * 1024 * 1024).avg, 64 * 1024);
     assert.equal(chunkParamsFor(256 * 1024 * 1024).avg, 64 * 1024);
-    assert.equal(chunkParamsFor(512 * 1024 * 1024).avg, 128 * 1024);
-    assert.equal(chunkParamsFor(2 * 1024 ** 3).avg, 512 * 1024);
+    assert.equal(chunkParamsFor(256 * 1024 * 1024 + 1).avg, 128 * 1024);
+    assert.equal(chunkParamsFor(512 * 1024 * 1024).avg, 256 * 1024, 'about 2,048 chunks above 256 MiB');
+    assert.equal(chunkParamsFor(2 * 1024 ** 3).avg, 1024 * 1024);
     assert.equal(chunkParamsFor(1024 ** 4).max, 16 * 1024 * 1024);
+  });
+
+  it('moves a growing file one size class at a time', () => {
+    let before = classFor(1);
+    for (let size = 1; size < 2 ** 45; size = Math.ceil(size * 1.01)) {
+      const bits = classFor(size);
+      assert.ok(bits === before || bits === before + 1, `${size} bytes: class ${before} to ${bits}`);
+      before = bits;
+    }
+    assert.equal(before, 22);
   });
 
   describe('size class of a new version', () => {
@@ -109,7 +120,7 @@ describe('Chunker', () => {
       assert.equal(chunkParamsFor(257 * MiB).avg, 128 * KiB, 'a new file of this size');
       assert.equal(chunkParamsFor(257 * MiB, cutAt64K).avg, 64 * KiB);
       assert.equal(chunkParamsFor(250 * MiB, manifestOf(spread(2000, 128 * KiB))).avg, 128 * KiB);
-      assert.equal(chunkParamsFor(1.5 * 1024 * MiB, cutAt64K).avg, 512 * KiB, 'three classes away: the class of its size');
+      assert.equal(chunkParamsFor(1.5 * 1024 * MiB, cutAt64K).avg, 1024 * KiB, 'four classes away: the class of its size');
     });
 
     it('resends only the edited stretch of a file whose size crossed into the next class', () => {

@@ -59,6 +59,8 @@ interface GearScanExports {
 }
 
 function loadWasm(): RollGear | undefined {
+  // The module reads the table as little-endian, as WebAssembly memory is; a typed array writes it in the machine's order.
+  if (new Uint8Array(new Int32Array([1]).buffer)[0] !== 1) return undefined;
   let exports: GearScanExports;
   try {
     const module = new WebAssembly.Module(Buffer.from(GEAR_SCAN_WASM, 'base64'));
@@ -69,7 +71,6 @@ function loadWasm(): RollGear | undefined {
   const { memory, h: rolledHash, roll } = exports;
   const bytes = new Uint8Array(memory.buffer);
   new Int32Array(memory.buffer, 0, 256).set(GEAR);
-  if (new Uint8Array(new Int32Array([1]).buffer)[0] !== 1) return undefined; // WebAssembly memory is little-endian
   return (buf, from, to, state, mask) => {
     let h = state.h;
     let i = from;

@@ -12,4 +12,4 @@ COPY --from=build /app /app
 ENV KEEPSYNC_DATA=/data KEEPSYNC_CERTS=/certs
 VOLUME ["/data", "/certs"]
 EXPOSE 8443
-CMD ["node", "--initial-old-space-size=64", "--max-semi-space-size=4", "packages/cli/dist/main.js", "server"]
+CMD ["node", "--initial-old-space-size=64", "packages/cli/dist/main.js", "server"]

@@ -1,21 +1,17 @@
-#!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=4
+#!/usr/bin/env -S node --initial-old-space-size=64
 import './threadpool.js';
 import { Exit, UsageError, reportFailure, setDebug } from './output.js';
 import { USAGE, commands } from './commands/index.js';
 
-// The flags on the first line (also in `npm start` and the Dockerfile; the
-// repository test keeps them the same). The first: chunks pass through as buffers
+// The flag on the first line (also in `npm start` and the Dockerfile; the
+// repository test keeps them the same): chunks pass through as buffers
 // outside V8's heap, which stays at 10 to 20 MB, and V8 counts what is
 // allocated outside since its last full collection against the old
 // generation's limit. With that limit as small as such a heap, a 512 MiB
 // transfer made the server and a device collect the whole heap 40 to 50
 // times (device B's CPU 4 to 5 s against 3.3 to 3.7 s); starting the limit
-// at 64 MiB leaves room for it. The second caps the young generation's
-// halves at 4 MiB (V8 defaults to 16): what lives there is short-lived (a
-// message, a chunk's wrapper), and the server's peak RSS in a 512 MiB
-// transfer fell from 136-146 MB to 132-135 MB at the same speed. Node takes
-// the first flag only on its command line: not from NODE_OPTIONS, nor once
-// running.
+// at 64 MiB leaves room for it. Node takes the flag only on its command
+// line: not from NODE_OPTIONS, nor once running.
 
 async function main(argv: string[]): Promise<number> {
   setDebug(argv.includes('--debug'));

@@ -123,7 +123,7 @@ export class Chunker {
   private readonly fileHash: Hash = createHash('sha256');
   private chunkHash: Hash = createHash('sha256');
   private readonly chunks: ChunkRef[] = [];
-  private gear = 0;
+  /** The gear hash since the current chunk began. */
   private readonly rolling: GearState = { h: 0 };
   private len = 0;
   private offset = 0;
@@ -143,7 +143,7 @@ export class Chunker {
     const n = buf.length;
     let start = 0;
     let i = 0;
-    let h = this.gear;
+    const state = this.rolling;
     let len = this.len;
     while (i < n) {
       // Skip the first `min` bytes of a chunk: no cut point can lie there.
@@ -160,22 +160,17 @@ export class Chunker {
       const below = len < avg - 1;
       const end = i + Math.min((below ? avg - 1 : max) - len, n - i);
       const mask = below ? maskS : maskL;
-      const state = this.rolling;
-      state.h = h;
       i = rollGear(buf, i, end, state, mask);
-      h = state.h;
-      const cut = (h & mask) === 0;
+      const cut = (state.h & mask) === 0;
       len = i - base;
       if (cut || len >= max) {
         this.chunkHash.update(buf.subarray(start, i));
         this.len = len;
         this.emit();
         start = i;
-        h = 0;
         len = 0;
       }
     }
-    this.gear = h;
     this.len = len;
     if (start < n) this.chunkHash.update(buf.subarray(start, n));
   }
@@ -186,7 +181,7 @@ export class Chunker {
     this.onChunk?.(chunk);
     this.offset += this.len;
     this.chunkHash = createHash('sha256');
-    this.gear = 0;
+    this.rolling.h = 0;
     this.len = 0;
   }
 

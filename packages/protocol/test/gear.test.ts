@@ -65,7 +65,6 @@ describe('gear hash', () => {
   it('falls back to JavaScript where WebAssembly cannot run, with the same cut points', () => {
     const script = `
       import { rollGear, rollGearJs, rollGearWasm, chunkBuffer } from '@keepsync/protocol';
-      import { createHash } from 'node:crypto';
       const data = Buffer.alloc(2 * 1024 * 1024);
       for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
       const cuts = chunkBuffer(data).chunks.map((c) => c.size).join(',');

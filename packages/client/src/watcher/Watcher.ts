@@ -23,9 +23,13 @@ const START_ATTEMPTS = 5;
  * move) leaves the native watches on Linux pointing at its old path: later
  * changes inside it are reported under the old name or not at all. So when a
  * folder appears that already has content, the subscription is renewed and
- * a full rescan catches whatever happened in between. A folder deleted
- * inside the tree is treated the same way: on a busy machine the native
- * watches were seen to go quiet for folders made after one was removed.
+ * a full rescan catches whatever happened in between. So is a folder
+ * removed and made again at once (`rm -r out && mkdir -p out/b/c`, as a
+ * build or an export does): the native watcher reports that as an update
+ * of the folder, and a subfolder made before the new folder was watched
+ * would never get a watch of its own. A folder deleted inside the tree is
+ * treated the same way: on a busy machine the native watches were seen to
+ * go quiet for folders made after one was removed.
  *
  * Building the native watches walks the tree and fails when a folder goes
  * while it is walked (an `rm -r` still running). A renewal that fails is
@@ -57,7 +61,8 @@ export async function watchFolder(
             continue;
           }
           const slashed = rel.split(path.sep).join('/');
-          if (e.type === 'create' && hasContent(e.path)) renewSoon();
+          // A folder removed and made again at once is reported as an update of it.
+          if ((e.type === 'create' || e.type === 'update') && hasContent(e.path)) renewSoon();
           else if (e.type === 'delete' && wasFolder(slashed)) renewSoon();
           rels.push(slashed);
         }
@@ -120,7 +125,7 @@ export async function watchFolder(
   };
 }
 
-/** A directory that is not empty: moved in rather than just created. */
+/** A directory that is not empty: moved in or made again rather than just created (a file answers false). */
 function hasContent(abs: string): boolean {
   try {
     return fs.readdirSync(abs).length > 0;

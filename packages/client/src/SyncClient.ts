@@ -34,6 +34,15 @@ const FATAL = new Set(['TOKEN_REVOKED', 'TOKEN_INVALID', 'FOLDER_UNKNOWN', 'PROT
 const SERVER_FAULT = new Set(['FRAME_INVALID', 'FRAME_TOO_LARGE', 'CHUNK_HASH_MISMATCH', 'SERVER_SILENT']);
 /** A disk that cannot take more (this device's, or the server's content store): retried after a growing wait, on the same connection. */
 const WAIT_AND_RETRY = new Set(['LOCAL_WRITE_FAILED', 'STORAGE']);
+/** A full scan catches what the watcher missed this often. */
+const FULL_SCAN_MS = 5 * 60_000;
+/**
+ * While the folder cannot be watched, full scans find its changes: as often
+ * as this, and no more than a twentieth of the time (a scan that took 2 s
+ * comes every 40 s).
+ */
+const UNWATCHED_SCAN_MIN_MS = 10_000;
+const UNWATCHED_SCAN_SHARE = 20;
 
 /**
  * Runs sync for a paired device: connects (reconnecting with exponential
@@ -70,6 +79,10 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
   const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false), onPlan, wake: kick });
   opts.signal?.addEventListener('abort', kick);
   let watcher: Watcher | undefined;
+  /** The folder cannot be watched now (the system's limits): changes are found by scanning more often. */
+  let unwatched = false;
+  /** How long the last cycle with a full scan took. */
+  let fullScanMs = 0;
   let debounce: NodeJS.Timeout | undefined;
   /** The server fault last reported: the same one again (a server that stays broken) is not repeated. */
   let reportedFault: string | undefined;
@@ -89,6 +102,12 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
           kick();
         },
         (rel) => engine.wasFolder(rel),
+        (why) => {
+          unwatched = why !== undefined;
+          if (why) log(`cannot watch ${pairing.dir} for changes: ${why}; until then its changes are found by scanning it every ${Math.round(unwatchedScanMs() / 1000)} s or so`);
+          else log(`watching ${pairing.dir} for changes again`);
+          kick();
+        },
       );
     }
     let backoff = 500;
@@ -155,6 +174,11 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
     unlock();
   }
 
+  /** How often the folder is scanned whole while it cannot be watched. */
+  function unwatchedScanMs(): number {
+    return Math.min(FULL_SCAN_MS, Math.max(UNWATCHED_SCAN_MIN_MS, fullScanMs * UNWATCHED_SCAN_SHARE));
+  }
+
   /** Runs cycles on this connection; answers true when `once` is satisfied. */
   async function loop(conn: Connection): Promise<boolean> {
     let idleRounds = 0;
@@ -172,7 +196,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
             engine.markFullScan();
             if (unreadable) unreadableRetry = Math.min(unreadableRetry * 2, 5 * 60_000);
             kick();
-          }, unreadable ? unreadableRetry : 5 * 60_000);
+          }, Math.min(unreadable ? unreadableRetry : FULL_SCAN_MS, unwatched ? unwatchedScanMs() : FULL_SCAN_MS));
           t.unref();
           // Woken by something else first: this timer is not needed any more.
           wake = () => {
@@ -186,7 +210,10 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
       kicked = false;
       let result;
       try {
+        const full = engine.fullScanDue;
+        const started = performance.now();
         result = await engine.cycle(conn);
+        if (full) fullScanMs = performance.now() - started;
       } catch (err) {
         // Nothing a reconnect would fix (a full disk): wait longer each time, then try again.
         if (opts.once || !isKeepsyncError(err) || !WAIT_AND_RETRY.has(err.code)) throw err;

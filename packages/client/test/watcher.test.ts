@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { watchFolder, type Watcher } from '../src/watcher/Watcher.js';
 
 async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
@@ -88,5 +88,67 @@ describe('watchFolder', () => {
     seen.length = 0;
     fs.writeFileSync(path.join(root, 'after.txt'), 'still watched');
     await until('the file written after the delete', () => seen.includes('after.txt'));
+  });
+});
+
+/**
+ * Runs `watchFolder` in a child process inside a user namespace of its own,
+ * whose inotify limit `name` is set to `value` (the machine's limits are
+ * untouched): answers what `onUnwatched` was told, and whether a file
+ * written after the start was reported.
+ */
+function watchUnderLimit(root: string, name: string, value: number): { whys: Array<string | null>; sawFile: boolean } {
+  const script = `
+    import fs from 'node:fs';
+    import { watchFolder } from ${JSON.stringify(new URL('../src/watcher/Watcher.ts', import.meta.url).pathname)};
+    const root = process.argv[1];
+    const whys = [];
+    let sawFile = false;
+    const w = await watchFolder(root, (rels) => (sawFile ||= rels.includes('late.txt')), () => {}, undefined, (why) => whys.push(why ?? null));
+    fs.writeFileSync(root + '/late.txt', 'x');
+    await new Promise((r) => setTimeout(r, 500));
+    await w.close();
+    console.log(JSON.stringify({ whys, sawFile }));
+  `;
+  const out = execFileSync(
+    'unshare',
+    ['-U', '-r', 'sh', '-c', `echo ${value} > /proc/sys/user/${name} && exec "$0" "$@"`, process.execPath, '--import', 'tsx', '--input-type=module', '-e', script, root],
+    { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  return JSON.parse(out);
+}
+
+describe('watchFolder at the system\'s inotify limits', function () {
+  this.timeout(60_000);
+  let root: string;
+
+  before(function () {
+    // A user namespace of its own lets the test lower the limits for its child alone.
+    const probe = spawnSync('unshare', ['-U', '-r', 'sh', '-c', 'echo 1 > /proc/sys/user/max_inotify_instances'], { stdio: 'ignore' });
+    if (process.platform !== 'linux' || probe.status !== 0) this.skip();
+  });
+  beforeEach(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'keepsync-watch-limits-'));
+    for (let i = 0; i < 30; i++) fs.mkdirSync(path.join(root, `d${i}`));
+  });
+  afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  it('says which limit to raise, and does not hang, when no inotify instance is left', () => {
+    // The native watcher, left to itself, never returns from its start here: the process hangs.
+    const r = watchUnderLimit(root, 'max_inotify_instances', 0);
+    assert.equal(r.whys.length, 1);
+    assert.match(r.whys[0]!, /limit of inotify instances is reached \(fs\.inotify\.max_user_instances = \d+.*sudo sysctl fs\.inotify\.max_user_instances=1024/);
+    assert.equal(r.sawFile, false);
+  });
+
+  it('says which limit to raise when the folders need more inotify watches than are left', () => {
+    const r = watchUnderLimit(root, 'max_inotify_watches', 10);
+    assert.equal(r.whys.length, 1);
+    assert.match(r.whys[0]!, /limit of inotify watches is reached \(fs\.inotify\.max_user_watches = \d+, one per folder\); raise it with "sudo sysctl fs\.inotify\.max_user_watches=524288"/);
+  });
+
+  it('watches as usual when the limits leave room', () => {
+    const r = watchUnderLimit(root, 'max_inotify_watches', 1000);
+    assert.deepEqual(r, { whys: [], sawFile: true });
   });
 });

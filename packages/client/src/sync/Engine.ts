@@ -144,6 +144,11 @@ export class Engine {
     this.fullScan = true;
   }
 
+  /** The next cycle rescans everything. */
+  get fullScanDue(): boolean {
+    return this.fullScan;
+  }
+
   /** The last cycles left out something that could not be read; a full scan later retries it. */
   get hasUnreadable(): boolean {
     return this.unreadableSeen;

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import watcher from '@parcel/watcher';
@@ -13,6 +14,10 @@ const RENEW_AFTER_MS = 100;
 const RENEW_RETRY_MAX_MS = 30_000;
 /** Starting, a subscription that failed is tried this many times before the error stands. */
 const START_ATTEMPTS = 5;
+/** While the system's limits leave no room to watch the folder, watching is tried again this often. */
+const UNWATCHED_RETRY_MS = 60_000;
+/** The look at the system's inotify limits gives up after this (and the folder is watched as usual). */
+const PROBE_TIMEOUT_MS = 10_000;
 
 /**
  * Watches `root` with the OS's native facility and reports changed paths
@@ -35,14 +40,27 @@ const START_ATTEMPTS = 5;
  * while it is walked (an `rm -r` still running). A renewal that fails is
  * tried again until it holds, so the folder is never left unwatched, and
  * the full rescan comes once the new watches are in place.
+ *
+ * On Linux the system limits what can be watched, per user and shared with
+ * every other program: inotify instances (128 on many systems, where a few
+ * editors and desktop services take them all) and watches (one per folder).
+ * Without an instance the native watcher never returns from its start: the
+ * whole process would hang. So every subscription is preceded by a look,
+ * in a short-lived child process, at whether an instance and a watch can be
+ * had. When the limits leave no room, `onUnwatched` says why (and how to
+ * raise them), the caller finds changes by scanning instead, and watching
+ * is tried again every minute; `onUnwatched(undefined)` says it works again.
  */
 export async function watchFolder(
   root: string,
   onPaths: (rel: string[]) => void,
   onOverflow: () => void,
   wasFolder: (rel: string) => boolean = () => false,
+  onUnwatched: (why: string | undefined) => void = () => {},
 ): Promise<Watcher> {
   let closed = false;
+  /** Why the folder is not watched now, when it is not. */
+  let unwatched: string | undefined;
   let renewTimer: NodeJS.Timeout | undefined;
   let generation = 0;
   const subscribe = () =>
@@ -74,9 +92,29 @@ export async function watchFolder(
       { ignore: ['**/.keepsync-*', `**/.keepsync-watch-${++generation}`] },
     );
   let sub: watcher.AsyncSubscription | undefined;
-  for (let attempt = 1; !sub; attempt++) {
+  /** Subscribes, unless the system's limits leave no room to: then answers why not. */
+  const attach = async (): Promise<{ sub?: watcher.AsyncSubscription; why?: string }> => {
+    const short = await inotifyShortage(root);
+    if (short) return { why: short };
     try {
-      sub = await subscribe();
+      return { sub: await subscribe() };
+    } catch (err) {
+      const limit = limitReached(err);
+      if (limit) return { why: limit };
+      throw err;
+    }
+  };
+  /** Records whether the folder is watched, telling the caller when that changes. */
+  const watching = (why: string | undefined) => {
+    if (why !== unwatched) onUnwatched(why);
+    unwatched = why;
+  };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const attached = await attach();
+      sub = attached.sub;
+      watching(attached.why);
+      break;
     } catch (err) {
       if (attempt >= START_ATTEMPTS) throw err;
       await new Promise((r) => setTimeout(r, RENEW_AFTER_MS * attempt));
@@ -93,18 +131,26 @@ export async function watchFolder(
       // the old subscription must end before a new one rebuilds them.
       await sub?.unsubscribe().catch(() => {});
       sub = undefined;
+      let why: string | undefined;
       try {
-        const next = await subscribe();
+        const attached = await attach();
         if (closed) {
-          await next.unsubscribe();
+          await attached.sub?.unsubscribe();
           return;
         }
-        sub = next;
+        sub = attached.sub;
+        why = attached.why;
         retryMs = RENEW_AFTER_MS;
       } catch {
         retryMs = Math.min(retryMs * 2, RENEW_RETRY_MAX_MS);
         clearTimeout(renewTimer);
         renewTimer = setTimeout(renew, retryMs);
+        return;
+      }
+      watching(why);
+      if (why) {
+        clearTimeout(renewTimer);
+        renewTimer = setTimeout(renew, UNWATCHED_RETRY_MS);
         return;
       }
       // The full rescan covers whatever changed while nothing was watched.
@@ -115,6 +161,7 @@ export async function watchFolder(
     clearTimeout(renewTimer);
     renewTimer = setTimeout(renew, RENEW_AFTER_MS);
   };
+  if (unwatched) renewTimer = setTimeout(renew, UNWATCHED_RETRY_MS);
   return {
     close: async () => {
       closed = true;
@@ -131,5 +178,46 @@ function hasContent(abs: string): boolean {
     return fs.readdirSync(abs).length > 0;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Why the folder cannot be watched now, when the system's inotify limits
+ * leave no room (Linux): looked at by a child process that takes an
+ * instance and a watch and lets them go. Answers undefined when there is
+ * room, elsewhere, or when the look itself fails.
+ */
+function inotifyShortage(root: string): Promise<string | undefined> {
+  if (process.platform !== 'linux') return Promise.resolve(undefined);
+  const probe = "try { require('fs').watch(process.argv[1]).close() } catch (e) { process.stdout.write(String(e.code)) }";
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['-e', probe, root], { timeout: PROBE_TIMEOUT_MS }, (err, stdout) => {
+      if (err) return resolve(undefined);
+      resolve(stdout === 'EMFILE' ? instancesMessage() : stdout === 'ENOSPC' ? watchesMessage() : undefined);
+    });
+  });
+}
+
+/** The limit a failed subscription ran into, when it was one (the watches ran out while the tree was walked). */
+function limitReached(err: unknown): string | undefined {
+  const message = err instanceof Error ? err.message : String(err);
+  if (/no space left on device/i.test(message)) return watchesMessage();
+  if (/too many open files/i.test(message)) return instancesMessage();
+  return undefined;
+}
+
+function instancesMessage(): string {
+  return `the system's limit of inotify instances is reached (fs.inotify.max_user_instances = ${sysctl('max_user_instances')}, taken by other programs); raise it with "sudo sysctl fs.inotify.max_user_instances=1024"`;
+}
+
+function watchesMessage(): string {
+  return `the system's limit of inotify watches is reached (fs.inotify.max_user_watches = ${sysctl('max_user_watches')}, one per folder); raise it with "sudo sysctl fs.inotify.max_user_watches=524288"`;
+}
+
+function sysctl(name: string): string {
+  try {
+    return fs.readFileSync(`/proc/sys/fs/inotify/${name}`, 'utf8').trim();
+  } catch {
+    return '?';
   }
 }

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { databaseKinds } from '../helpers/databases.js';
+import { scenario, type Scenario } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
+
+function sha(file: string): string | undefined {
+  try {
+    return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The client alone is under test: one database is enough. */
+describe('A file still being written', function () {
+  this.timeout(120_000);
+  let s: Scenario;
+  afterEach(async () => s?.cleanup());
+
+  it('goes up once it is left alone, not once per write (a download, a copy from a slow disk)', async () => {
+    s = await scenario(databaseKinds()[0]);
+    const laptop = await s.addDevice('laptop');
+    const desktop = await s.addDevice('desktop');
+    await laptop.start();
+    await desktop.start();
+    // 30 MiB written over 6 s, 1 MiB every 200 ms: each write is a change the watcher reports.
+    const fd = fs.openSync(laptop.p('video.mp4'), 'w');
+    const block = crypto.randomBytes(1024 * 1024);
+    for (let i = 0; i < 30; i++) {
+      block.writeUInt32LE(i, 0);
+      fs.writeSync(fd, block);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    fs.closeSync(fd);
+    const want = sha(laptop.p('video.mp4'));
+    await waitFor('the whole file on the desktop', () => sha(desktop.p('video.mp4')) === want, 60_000, 200);
+    const r = await laptop.run(['versions', 'video.mp4', '--json']);
+    const versions = JSON.parse(r.stdout) as Array<{ size: number; current: boolean }>;
+    // The first look finds it new and sends what is there; then it is seen growing and held back until done.
+    assert.ok(versions.length <= 3, `${versions.length} versions: ${versions.map((v) => v.size).join(', ')}`);
+    assert.equal(versions.find((v) => v.current)?.size, 30 * 1024 * 1024);
+  });
+});

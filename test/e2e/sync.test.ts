@@ -187,11 +187,17 @@ describe('Sync between two devices', function () {
       laptop.write('x.tmp', 'tmp');
       laptop.write('.DS_Store', 'junk');
       laptop.write('Thumbs.db', 'junk');
+      laptop.write('movie.mkv.crdownload', 'half a download');
+      laptop.write('movie2.mkv.part', 'half a download');
       laptop.write('real.txt', 'real');
       await settle(laptop, desktop);
       assert.equal(desktop.read('real.txt'), 'real');
       assert.equal(desktop.read('.keepsyncignore'), 'build/\n*.tmp\n');
-      for (const junk of ['build/out.o', 'x.tmp', '.DS_Store', 'Thumbs.db']) assert.ok(!desktop.exists(junk), `${junk} was synced`);
+      for (const junk of ['build/out.o', 'x.tmp', '.DS_Store', 'Thumbs.db', 'movie.mkv.crdownload', 'movie2.mkv.part']) assert.ok(!desktop.exists(junk), `${junk} was synced`);
+      // The finished download, renamed from its partial file, syncs.
+      fs.renameSync(laptop.p('movie.mkv.crdownload'), laptop.p('movie.mkv'));
+      await settle(laptop, desktop);
+      assert.equal(desktop.read('movie.mkv'), 'half a download');
     });
 
     it('stops instead of deleting everything when the folder root vanishes or is emptied', async () => {

@@ -16,6 +16,10 @@ export const DEFAULT_IGNORES: readonly string[] = [
   '*.swo',
   '*~',
   '.#*',
+  // Downloads in progress (Chrome, Firefox, other tools): the finished file, renamed from them, syncs.
+  '*.crdownload',
+  '*.part',
+  '*.filepart',
   '.keepsync-*',
 ];
 

@@ -3,15 +3,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { databaseKinds } from '../helpers/databases.js';
 import { scenario, type Scenario } from '../helpers/cluster.js';
+import { fileSha } from '../helpers/files.js';
 import { waitFor } from '../helpers/wait.js';
-
-function sha(file: string): string | undefined {
-  try {
-    return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-  } catch {
-    return undefined;
-  }
-}
 
 /** The client alone is under test: one database is enough. */
 describe('A file still being written', function () {
@@ -34,8 +27,8 @@ describe('A file still being written', function () {
       await new Promise((r) => setTimeout(r, 200));
     }
     fs.closeSync(fd);
-    const want = sha(laptop.p('video.mp4'));
-    await waitFor('the whole file on the desktop', () => sha(desktop.p('video.mp4')) === want, 60_000, 200);
+    const want = fileSha(laptop.p('video.mp4'));
+    await waitFor('the whole file on the desktop', () => fileSha(desktop.p('video.mp4')) === want, 60_000, 200);
     const r = await laptop.run(['versions', 'video.mp4', '--json']);
     const versions = JSON.parse(r.stdout) as Array<{ size: number; current: boolean }>;
     // Seen written just now, then growing: held back until done. (A look in the instant
@@ -51,7 +44,7 @@ describe('A file still being written', function () {
     laptop.write('disk.img', crypto.randomBytes(8 * 1024 * 1024));
     await laptop.start();
     await desktop.start();
-    await waitFor('the image on the desktop', () => sha(desktop.p('disk.img')) === sha(laptop.p('disk.img')), 30_000, 100);
+    await waitFor('the image on the desktop', () => fileSha(desktop.p('disk.img')) === fileSha(laptop.p('disk.img')), 30_000, 100);
     await new Promise((r) => setTimeout(r, 2500));
     // 4 KiB written at a random place every 100 ms for 3 s: the size never changes.
     const fd = fs.openSync(laptop.p('disk.img'), 'r+');
@@ -60,8 +53,8 @@ describe('A file still being written', function () {
       await new Promise((r) => setTimeout(r, 100));
     }
     fs.closeSync(fd);
-    const want = sha(laptop.p('disk.img'));
-    await waitFor('the changed image on the desktop', () => sha(desktop.p('disk.img')) === want, 30_000, 100);
+    const want = fileSha(laptop.p('disk.img'));
+    await waitFor('the changed image on the desktop', () => fileSha(desktop.p('disk.img')) === want, 30_000, 100);
     const r = await laptop.run(['versions', 'disk.img', '--json']);
     const versions = JSON.parse(r.stdout) as unknown[];
     assert.ok(versions.length <= 3, `${versions.length} versions`);

@@ -2,15 +2,8 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { forEachDatabase, scenario, type Scenario, type TestDevice } from '../helpers/cluster.js';
+import { fileSha } from '../helpers/files.js';
 import { waitFor } from '../helpers/wait.js';
-
-function sha(file: string): string | undefined {
-  try {
-    return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-  } catch {
-    return undefined;
-  }
-}
 
 describe('Live sync', function () {
   this.timeout(180_000);
@@ -56,8 +49,8 @@ describe('Live sync', function () {
         fs.writeSync(fd, block);
       }
       fs.closeSync(fd);
-      const want = sha(laptop.p('big.bin'));
-      await waitFor('big.bin on desktop', () => sha(desktop.p('big.bin')) === want, 120_000, 200);
+      const want = fileSha(laptop.p('big.bin'));
+      await waitFor('big.bin on desktop', () => fileSha(desktop.p('big.bin')) === want, 120_000, 200);
       const leftovers = fs.readdirSync(desktop.dir).filter((n) => n.startsWith('.keepsync-'));
       assert.deepEqual(leftovers, []);
     });

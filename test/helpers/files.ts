@@ -7,6 +7,15 @@ import type { HttpAnswer } from './rawDevice.js';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
+/** The sha256 of a file's content, or undefined while it cannot be read (not there yet). */
+export function fileSha(file: string): string | undefined {
+  try {
+    return sha256(fs.readFileSync(file));
+  } catch {
+    return undefined;
+  }
+}
+
 /** Files under `rel` on a device: path → sha256 of the content, followed by the mtime when asked. */
 export function filesOf(d: TestDevice, rel: string, opts: { mtimes?: boolean } = {}): Map<string, string> {
   const out = new Map<string, string>();

@@ -43,7 +43,7 @@ export interface EngineOptions {
   /** Asks for a cycle soon (paths written here are looked at again a little later). */
   wake?: () => void;
   /** Holds back files still being written until they are left alone (live sync; `sync --once` sends what it finds). */
-  holdWhileWritten?: boolean;
+  holdGrowing?: boolean;
 }
 
 /**
@@ -521,7 +521,7 @@ export class Engine {
    * once (edit latency), and so does a second save that does not grow it.
    */
   private stillWritten(l: LocalView, now: number): boolean {
-    if (!this.opts.holdWhileWritten) return false;
+    if (!this.opts.holdGrowing) return false;
     const prev = this.lastChanges.get(l.localPath);
     const same = prev !== undefined && prev.size === l.size && prev.mtime === l.mtime;
     let hold: boolean;

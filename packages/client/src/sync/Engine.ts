@@ -526,7 +526,6 @@ export class Engine {
     const same = prev !== undefined && prev.size === l.size && prev.mtime === l.mtime;
     let hold: boolean;
     if (prev?.heldSince !== undefined) hold = same ? now - prev.at < BUSY_QUIET_MS : now - prev.heldSince < BUSY_MAX_HOLD_MS;
-    else if (same) hold = false; // looked at again unchanged (its push is retried)
     else if (prev !== undefined && now - prev.at < BUSY_WINDOW_MS) hold = l.size > prev.size || l.size >= BUSY_LARGE_BYTES;
     else hold = l.size >= BUSY_LARGE_BYTES && now - l.mtime < BUSY_QUIET_MS;
     const at = same ? prev.at : now;

@@ -47,21 +47,14 @@ export interface EngineOptions {
 }
 
 /**
- * A file that changed again within this long of its last change, and grew
- * or is large, is taken to be still being written (a download, a copy from
- * a slow disk, a recording, a disk image in use),
+ * A file that grew again within this long of its last change is taken to be
+ * still being written (a download, a copy from a slow disk, a recording),
  */
-const BUSY_WINDOW_MS = 2_000;
+const GROWING_WINDOW_MS = 2_000;
 /** and is sent once it has been left alone this long, */
-const BUSY_QUIET_MS = 1_000;
-/** or, while it keeps changing, this long after it was first held back (and so on). */
-const BUSY_MAX_HOLD_MS = 60_000;
-/**
- * A file this large is held back also when first seen written within the
- * last BUSY_QUIET_MS (a copy just started): its first look would otherwise
- * send the part written so far. Smaller ones go at once (a saved document).
- */
-const BUSY_LARGE_BYTES = 1024 * 1024;
+const GROWING_QUIET_MS = 1_000;
+/** or, while it keeps growing, this long after it was first held back (and so on). */
+const GROWING_MAX_HOLD_MS = 60_000;
 
 /** What one cycle did. */
 export interface CycleResult {
@@ -453,7 +446,7 @@ export class Engine {
   private async hashWhereNeeded(states: Map<RelPath, PathStates>, conn: Connection): Promise<void> {
     const now = Date.now();
     // Forgotten once they cannot matter any more (a held-back file deleted meanwhile, too).
-    for (const [p, c] of this.lastChanges) if (now - c.at > (c.heldSince === undefined ? BUSY_WINDOW_MS : BUSY_MAX_HOLD_MS)) this.lastChanges.delete(p);
+    for (const [p, c] of this.lastChanges) if (now - c.at > (c.heldSince === undefined ? GROWING_WINDOW_MS : GROWING_MAX_HOLD_MS)) this.lastChanges.delete(p);
     const todo = [...states].filter(([p, st]) => {
       if (!needsHash(st)) return false;
       if (!this.stillWritten(st.local!, now)) return true;
@@ -510,27 +503,24 @@ export class Engine {
 
 
   /**
-   * True when a changed file is still being written: it changed again
-   * within BUSY_WINDOW_MS of its last change and grew or is large, or it is
-   * large and was written just now, or it is held back already and changed
-   * since or has not been left alone for BUSY_QUIET_MS yet. It sits this
-   * cycle out and is looked at again once it may have been left alone long
-   * enough. Without this every look at it is a new version: a 4 GiB video
-   * copied in from a card at 30 MB/s would be hashed again and sent, up and
-   * down to every device, a few hundred times. A small file saved goes at
-   * once (edit latency), and so does a second save that does not grow it.
+   * True when a changed file is still being written: it grew again within
+   * GROWING_WINDOW_MS of its last change, or it is held back already and
+   * changed since, or has not been left alone for GROWING_QUIET_MS yet. It
+   * sits this cycle out and is looked at again once it may have been left
+   * alone long enough. Without this every look at it is a new version: a
+   * 4 GiB video copied in from a card at 30 MB/s would be hashed again and
+   * sent, up and down to every device, a few hundred times.
    */
   private stillWritten(l: LocalView, now: number): boolean {
     if (!this.opts.holdGrowing) return false;
     const prev = this.lastChanges.get(l.localPath);
     const same = prev !== undefined && prev.size === l.size && prev.mtime === l.mtime;
     let hold: boolean;
-    if (prev?.heldSince !== undefined) hold = same ? now - prev.at < BUSY_QUIET_MS : now - prev.heldSince < BUSY_MAX_HOLD_MS;
-    else if (prev !== undefined && now - prev.at < BUSY_WINDOW_MS) hold = l.size > prev.size || l.size >= BUSY_LARGE_BYTES;
-    else hold = l.size >= BUSY_LARGE_BYTES && now - l.mtime < BUSY_QUIET_MS;
+    if (prev?.heldSince !== undefined) hold = same ? now - prev.at < GROWING_QUIET_MS : now - prev.heldSince < GROWING_MAX_HOLD_MS;
+    else hold = prev !== undefined && l.size > prev.size && now - prev.at < GROWING_WINDOW_MS;
     const at = same ? prev.at : now;
     this.lastChanges.set(l.localPath, { size: l.size, mtime: l.mtime, at, heldSince: hold ? (prev?.heldSince ?? now) : undefined });
-    if (hold) this.lookAgainAt(l.localPath, at + BUSY_QUIET_MS - now);
+    if (hold) this.lookAgainAt(l.localPath, at + GROWING_QUIET_MS - now);
     return hold;
   }
 

@@ -445,8 +445,7 @@ export class Engine {
    */
   private async hashWhereNeeded(states: Map<RelPath, PathStates>, conn: Connection): Promise<void> {
     const now = Date.now();
-    // Forgotten once they cannot matter any more (a held-back file deleted meanwhile, too).
-    for (const [p, c] of this.lastChanges) if (now - c.at > (c.heldSince === undefined ? GROWING_WINDOW_MS : GROWING_MAX_HOLD_MS)) this.lastChanges.delete(p);
+    for (const [p, c] of this.lastChanges) if (c.heldSince === undefined && now - c.at > GROWING_WINDOW_MS) this.lastChanges.delete(p);
     const todo = [...states].filter(([p, st]) => {
       if (!needsHash(st)) return false;
       if (!this.stillWritten(st.local!, now)) return true;

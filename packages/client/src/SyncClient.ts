@@ -76,7 +76,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
     kicked = true;
     wake?.();
   };
-  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false), onPlan, wake: kick, holdGrowing: !opts.once });
+  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false), onPlan, wake: kick });
   opts.signal?.addEventListener('abort', kick);
   let watcher: Watcher | undefined;
   /** The folder cannot be watched now (the system's limits): changes are found by scanning more often. */

@@ -42,19 +42,7 @@ export interface EngineOptions {
   onPlan?: (pendingUp: number, pendingDown: number) => void;
   /** Asks for a cycle soon (paths written here are looked at again a little later). */
   wake?: () => void;
-  /** Holds back files still being written until they are left alone (live sync; `sync --once` sends what it finds). */
-  holdGrowing?: boolean;
 }
-
-/**
- * A file that grew again within this long of its last change is taken to be
- * still being written (a download, a copy from a slow disk, a recording),
- */
-const GROWING_WINDOW_MS = 2_000;
-/** and is sent once it has been left alone this long, */
-const GROWING_QUIET_MS = 1_000;
-/** or, while it keeps growing, this long after it was first held back (and so on). */
-const GROWING_MAX_HOLD_MS = 60_000;
 
 /** What one cycle did. */
 export interface CycleResult {
@@ -112,10 +100,6 @@ export class Engine {
   private readonly progress: Progress;
   /** Downloads cut off by a lost connection, resumed on the next cycle. */
   private readonly partials: PartialDownloads;
-  /** The last change seen of files changed lately, per local path, to tell one still being written; `heldSince` while it is held back. */
-  private readonly lastChanges = new Map<string, { size: number; mtime: number; at: number; heldSince?: number }>();
-  /** Held-back files' next look. */
-  private readonly holdTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(
     private readonly index: LocalIndex,
@@ -129,8 +113,6 @@ export class Engine {
 
   /** Removes what unfinished downloads left in the folder. */
   async close(): Promise<void> {
-    for (const t of this.holdTimers.values()) clearTimeout(t);
-    this.holdTimers.clear();
     await this.partials.clear();
   }
 
@@ -444,14 +426,7 @@ export class Engine {
    * a budget; a large file's chunks go up while it is read.
    */
   private async hashWhereNeeded(states: Map<RelPath, PathStates>, conn: Connection): Promise<void> {
-    const now = Date.now();
-    for (const [p, c] of this.lastChanges) if (c.heldSince === undefined && now - c.at > GROWING_WINDOW_MS) this.lastChanges.delete(p);
-    const todo = [...states].filter(([p, st]) => {
-      if (!needsHash(st)) return false;
-      if (!this.stillWritten(st.local!, now)) return true;
-      states.delete(p);
-      return false;
-    });
+    const todo = [...states].filter(([, st]) => needsHash(st));
     let kept = 0;
     const hashOne = async ([p, st]: [RelPath, PathStates], eager?: EagerUpload) => {
       const l = st.local as LocalView;
@@ -500,40 +475,6 @@ export class Engine {
     }
   }
 
-
-  /**
-   * True when a changed file is still being written: it grew again within
-   * GROWING_WINDOW_MS of its last change, or it is held back already and
-   * changed since, or has not been left alone for GROWING_QUIET_MS yet. It
-   * sits this cycle out and is looked at again once it may have been left
-   * alone long enough. Without this every look at it is a new version: a
-   * 4 GiB video copied in from a card at 30 MB/s would be hashed again and
-   * sent, up and down to every device, a few hundred times.
-   */
-  private stillWritten(l: LocalView, now: number): boolean {
-    if (!this.opts.holdGrowing) return false;
-    const prev = this.lastChanges.get(l.localPath);
-    const same = prev !== undefined && prev.size === l.size && prev.mtime === l.mtime;
-    let hold: boolean;
-    if (prev?.heldSince !== undefined) hold = same ? now - prev.at < GROWING_QUIET_MS : now - prev.heldSince < GROWING_MAX_HOLD_MS;
-    else hold = prev !== undefined && l.size > prev.size && now - prev.at < GROWING_WINDOW_MS;
-    const at = same ? prev.at : now;
-    this.lastChanges.set(l.localPath, { size: l.size, mtime: l.mtime, at, heldSince: hold ? (prev?.heldSince ?? now) : undefined });
-    if (hold) this.lookAgainAt(l.localPath, at + GROWING_QUIET_MS - now);
-    return hold;
-  }
-
-  /** Looks at a held-back file again in `ms`. */
-  private lookAgainAt(localPath: string, ms: number): void {
-    clearTimeout(this.holdTimers.get(localPath));
-    const timer = setTimeout(() => {
-      this.holdTimers.delete(localPath);
-      this.markLocal(localPath);
-      this.opts.wake?.();
-    }, Math.max(ms, 0) + 10);
-    timer.unref();
-    this.holdTimers.set(localPath, timer);
-  }
 
   /** Records the status change time of files synced before it was kept, as the scan found them unchanged. */
   private learnCtimes(states: Map<RelPath, PathStates>): void {

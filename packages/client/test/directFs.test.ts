@@ -30,6 +30,17 @@ describe('directFs', () => {
     await r.close();
   });
 
+  it('finishes large writes, which run in the thread pool, before a close right after them', async () => {
+    const file = path.join(dir, 'f');
+    const w = await directFs.open(file, 'wx', 0o644);
+    const parts = [0, 1, 2, 3].map((k) => Buffer.alloc(4 * 1024 * 1024, 0x41 + k));
+    const writes = parts.map((p, k) => w.write(p, 0, p.byteLength, k * p.byteLength));
+    await w.close();
+    assert.deepEqual(await Promise.all(writes), parts.map((p) => ({ bytesWritten: p.byteLength })));
+    assert.ok(fs.readFileSync(file).equals(Buffer.concat(parts)));
+    await assert.rejects(w.write(parts[0], 0, parts[0].byteLength, 0), { code: 'EBADF' });
+  });
+
   it('lets the event loop turn during a long run of calls (heartbeats, the watcher)', async () => {
     const file = path.join(dir, 'f');
     fs.writeFileSync(file, 'x');

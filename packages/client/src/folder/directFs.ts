@@ -22,6 +22,9 @@ import fs from 'node:fs';
  * the disk.
  */
 
+/** Writes of this many bytes or more run in the thread pool (see `DirectHandle.write`). */
+const POOL_WRITE_MIN = 128 * 1024;
+
 /** Longest stretch of direct calls before the event loop gets a turn. */
 const SLICE_MS = 20;
 let sliceStart = performance.now();
@@ -36,6 +39,8 @@ async function turn(): Promise<void> {
 /** An open file, with the methods of `fs/promises`' FileHandle that the client uses. */
 export class DirectHandle {
   private closed = false;
+  /** Writes running in the thread pool. */
+  private readonly inPool = new Set<Promise<void>>();
 
   constructor(readonly fd: number) {}
 
@@ -50,12 +55,40 @@ export class DirectHandle {
     return { bytesRead: fs.readSync(this.fd, buffer, offset, length, position) };
   }
 
-  /** Writes all of `length` bytes at `position`. */
-  async write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
+  /**
+   * Writes all of `length` bytes at `position`. A large write (a downloaded
+   * chunk) goes to the thread pool, started before this returns, so that the
+   * caller hashes the bytes while they are written; the event loop also keeps
+   * turning when the disk holds writes back (a slow disk, dirty pages to flush).
+   */
+  write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
+    if (length >= POOL_WRITE_MIN) return this.writeInPool(buffer, offset, length, position);
+    return this.writeHere(buffer, offset, length, position);
+  }
+
+  private async writeHere(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
     await this.ready();
     let done = 0;
     while (done < length) done += fs.writeSync(this.fd, buffer, offset + done, length - done, position + done);
     return { bytesWritten: done };
+  }
+
+  private writeInPool(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
+    if (this.closed) return Promise.reject(closedError());
+    const writing = (async () => {
+      let done = 0;
+      while (done < length) {
+        done += await new Promise<number>((resolve, reject) => {
+          fs.write(this.fd, buffer, offset + done, length - done, position + done, (err, n) => (err ? reject(err) : resolve(n)));
+        });
+      }
+      return { bytesWritten: done };
+    })();
+    // `close` waits for it: the descriptor must not be closed, and perhaps reused by another file, under a write.
+    const tracked = writing.then(() => undefined, () => undefined);
+    this.inPool.add(tracked);
+    void tracked.then(() => this.inPool.delete(tracked));
+    return writing;
   }
 
   async truncate(length: number): Promise<void> {
@@ -69,15 +102,20 @@ export class DirectHandle {
    */
   private async ready(): Promise<void> {
     await turn();
-    if (this.closed) throw Object.assign(new Error('the file was closed'), { code: 'EBADF' });
+    if (this.closed) throw closedError();
   }
 
   /** Closes the file; a second close does nothing. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    while (this.inPool.size > 0) await Promise.all(this.inPool);
     fs.closeSync(this.fd);
   }
+}
+
+function closedError(): Error {
+  return Object.assign(new Error('the file was closed'), { code: 'EBADF' });
 }
 
 /** Runs `call` directly, after a turn of the event loop when one is due. */

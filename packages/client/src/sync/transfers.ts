@@ -197,8 +197,9 @@ export async function downloadFiles(
       st ??= { hash: job.hash, w: await folder.begin(job.localPath, downloadTempName(job.localPath, job.hash)), h: createHash('sha256'), pieces: 0, bytes: 0 };
       for (const c of pieces[i].slice(st.pieces)) {
         const data = c.occ >= 0 ? await fetcher.get(c.occ) : (await readLocal(c.hash, c.size, index, folder)) ?? (await fetcher.fetchOne(c.hash));
-        await st.w.fh.write(data, 0, data.byteLength, st.bytes);
+        const written = st.w.fh.write(data, 0, data.byteLength, st.bytes);
         st.h.update(data);
+        await written;
         st.pieces++;
         st.bytes += data.byteLength;
       }

@@ -440,7 +440,8 @@ describe('Admin page sessions', function () {
       const poll = await page.waitForResponse((r) => r.url().endsWith('/api/v1/devices') && r.request().headers()['x-keepsync-background'] === '1');
       assert.equal(poll.status(), 200);
       skew += 2 * 60_000;
-      await page.locator('#login').waitFor({ state: 'visible', timeout: 10_000 });
+      // The page refreshes every 5 s; a loaded machine may take longer to run it.
+      await page.locator('#login').waitFor({ state: 'visible', timeout: 20_000 });
       await page.locator('#login-error').filter({ hasText: 'log in again' }).waitFor();
       await screenshot(page, `${kind.name}-desktop-expired`);
     });

@@ -3,31 +3,24 @@ import { MANIFEST_RECORD, type Manifest } from './manifest.js';
 import { rollGear, type GearState } from './gear.js';
 
 /**
- * Content-defined chunking (FastCDC with normalized chunking) and SHA-256
- * hashing in one streaming pass. Boundaries depend only on the bytes around
- * them, so an insert in the middle of a file changes only the chunks it
- * touches.
+ * Content-defined chunking (FastCDC with normalized chunking, level 2) and
+ * SHA-256 hashing in one streaming pass. Boundaries depend only on the bytes
+ * around them, so an insert in the middle of a file changes only the chunks
+ * it touches.
  *
  * Chunk sizes scale with the file so that a manifest stays small and a large
  * file is not thousands more chunks to store and send (each is a file on the
- * server and a request): files up to 256 MiB use 32 KiB average chunks
- * (8 KiB min, 128 KiB max), so an edit sends little more than it changed;
+ * server and a request): files up to 256 MiB use 64 KiB average chunks
+ * (16 KiB min, 256 KiB max), so an edit sends little more than it changed;
  * a larger file is cut into about 2,048 chunks (1,448 to 2,896), its average
- * chunk the power of two nearest to a 2,048th of it, from 128 KiB up to 4 MiB
- * average (16 MiB max). That halves the chunks of a 512 MiB file, and with
- * them what the server spends per chunk, which was most of its work. A new
- * version of a file keeps the size class of the one before it unless its size
- * moved further than the next class in use (see `chunkParamsFor`).
- *
- * The base class normalizes less (level 1: masks one bit either side of the
- * average) than the larger ones (level 2). After an insert, the cut points
- * find the old ones again sooner: 1 MiB inserted into a 256 MiB file sent
- * 58 KiB besides the insert on average and at most 150 KiB (100 random
- * trials), where the 64 KiB class at level 2 this base class replaced sent
- * 163 KiB on average and up to 713 KiB. The larger classes keep level 2, and
- * the 64 KiB class stays for files last cut in it, so that the versions
- * stored before keep their cut points (a file cut anew would go up whole).
+ * chunk the power of two nearest to a 2,048th of it, up to 4 MiB average
+ * (16 MiB max). That halves the chunks of a 512 MiB file, and with them what
+ * the server spends per chunk, which was most of its work. Each class borders
+ * on the next, so a file growing across a boundary moves one class at a time.
+ * A new version of a file keeps the size class of the one before it unless
+ * its size moved further than the next class (see `chunkParamsFor`).
  */
+
 export interface ChunkParams {
   readonly min: number;
   readonly avg: number;
@@ -38,10 +31,7 @@ export interface ChunkParams {
   readonly maskL: number;
 }
 
-/** The class of files up to BASE_CLASS_MAX_BYTES: 32 KiB average chunks. */
-const BASE_AVG_BITS = 15;
-/** The smallest class above the base class; 16 (64 KiB) is only kept for files last cut in it. */
-const NEXT_AVG_BITS = 17;
+const BASE_AVG_BITS = 16;
 const MAX_AVG_BITS = 22;
 /** Files up to this size are cut in the base class. */
 const BASE_CLASS_MAX_BYTES = 256 * 1024 * 1024;
@@ -57,14 +47,15 @@ function topMask(bits: number): number {
 /** The size class of a file: log2 of its average chunk size. */
 export function classFor(size: number): number {
   if (size <= BASE_CLASS_MAX_BYTES) return BASE_AVG_BITS;
+  // Just above the base class's limit this is 17: one class up, not two.
   const bits = Math.round(Math.log2(size / LARGE_FILE_CHUNKS));
-  return Math.min(MAX_AVG_BITS, Math.max(NEXT_AVG_BITS, bits));
+  return Math.min(MAX_AVG_BITS, Math.max(BASE_AVG_BITS + 1, bits));
 }
 
 /**
  * The chunking parameters for a file of `size` bytes. Given the manifest of
  * the file's previous version, its size class stays unless the new size
- * belongs further away than the next class in use: an edit that takes a file just across a
+ * belongs two or more classes away: an edit that takes a file just across a
  * class boundary would otherwise cut it anew in chunks of another size, none
  * of them on the server, and the whole file would go up again. The class is
  * read off the manifest itself, so every device finds the same one,
@@ -73,16 +64,9 @@ export function classFor(size: number): number {
 export function chunkParamsFor(size: number, previous?: Manifest): ChunkParams {
   let bits = classFor(size);
   const before = previous && classOf(previous);
-  if (before !== undefined && nextTo(before, bits)) bits = before;
+  if (before !== undefined && Math.abs(before - bits) <= 1) bits = before;
   const avg = 2 ** bits;
-  const level = bits === BASE_AVG_BITS ? 1 : 2;
-  return { min: avg / 4, avg, max: avg * 4, maskS: topMask(bits + level), maskL: topMask(bits - level) };
-}
-
-/** True when two classes are the same or neighbours among the classes in use (the base class borders on NEXT_AVG_BITS). */
-function nextTo(a: number, b: number): boolean {
-  const [lo, hi] = a < b ? [a, b] : [b, a];
-  return hi - lo <= 1 || (lo === BASE_AVG_BITS && hi === NEXT_AVG_BITS);
+  return { min: avg / 4, avg, max: avg * 4, maskS: topMask(bits + 2), maskL: topMask(bits - 2) };
 }
 
 /**

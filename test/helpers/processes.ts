@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,6 +21,21 @@ function commandLine(args: string[], prefix: string[] = []): [string, string[]] 
   return prefix.length > 0 ? [prefix[0], [...prefix.slice(1), ...full]] : [full[0], full.slice(1)];
 }
 
+/**
+ * With KEEPSYNC_TEST_LOGS=DIR, what each process prints on stderr is also
+ * appended to DIR/COMMAND-PID.log as it comes, kept after the test (with
+ * KEEPSYNC_TRACE=1, devices print each cycle's plan): for a failure seen
+ * only in a full run, where a test's message holds the tail alone.
+ */
+function keepLog(child: ChildProcess, args: string[]): void {
+  const dir = process.env.KEEPSYNC_TEST_LOGS;
+  if (!dir || !child.pid) return;
+  fs.mkdirSync(dir, { recursive: true });
+  const command = args.slice(0, 2).filter((a) => /^[a-z][a-z-]*$/.test(a)).join('-');
+  const file = path.join(dir, `${command || 'keepsync'}-${child.pid}.log`);
+  child.stderr!.on('data', (d: Buffer) => fs.appendFileSync(file, d));
+}
+
 /** Runs `keepsync ARGS` to completion. */
 export function keepsync(
   args: string[],
@@ -32,6 +48,7 @@ export function keepsync(
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
+    keepLog(child, args);
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`keepsync ${args.join(' ')} did not finish in ${opts.timeoutMs ?? 60_000} ms\n${stderr}`));
@@ -56,6 +73,7 @@ export class Proc {
     this.child = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.gid });
     this.child.stdout!.on('data', (d) => (this.stdout += d));
     this.child.stderr!.on('data', (d) => (this.stderr += d));
+    keepLog(this.child, args);
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
   }
 

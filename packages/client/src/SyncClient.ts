@@ -76,7 +76,7 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
     kicked = true;
     wake?.();
   };
-  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false), onPlan, wake: kick });
+  const engine = new Engine(index, folder, scanner, { log, progress: new Progress(process.stderr, opts.progress !== false), onPlan, wake: kick, holdWhileWritten: !opts.once });
   opts.signal?.addEventListener('abort', kick);
   let watcher: Watcher | undefined;
   /** The folder cannot be watched now (the system's limits): changes are found by scanning more often. */
@@ -194,9 +194,9 @@ export async function runSync(home: ClientHome, opts: SyncOptions = {}): Promise
         await new Promise<void>((r) => {
           const t = setTimeout(() => {
             engine.markFullScan();
-            if (unreadable) unreadableRetry = Math.min(unreadableRetry * 2, 5 * 60_000);
+            if (unreadable) unreadableRetry = Math.min(unreadableRetry * 2, FULL_SCAN_MS);
             kick();
-          }, Math.min(unreadable ? unreadableRetry : FULL_SCAN_MS, unwatched ? unwatchedScanMs() : FULL_SCAN_MS));
+          }, Math.min(FULL_SCAN_MS, unreadable ? unreadableRetry : Infinity, unwatched ? unwatchedScanMs() : Infinity));
           t.unref();
           // Woken by something else first: this timer is not needed any more.
           wake = () => {

@@ -42,7 +42,26 @@ export interface EngineOptions {
   onPlan?: (pendingUp: number, pendingDown: number) => void;
   /** Asks for a cycle soon (paths written here are looked at again a little later). */
   wake?: () => void;
+  /** Holds back files still being written until they are left alone (live sync; `sync --once` sends what it finds). */
+  holdWhileWritten?: boolean;
 }
+
+/**
+ * A file that changed again within this long of its last change, and grew
+ * or is large, is taken to be still being written (a download, a copy from
+ * a slow disk, a recording, a disk image in use),
+ */
+const BUSY_WINDOW_MS = 2_000;
+/** and is sent once it has been left alone this long, */
+const BUSY_QUIET_MS = 1_000;
+/** or, while it keeps changing, this long after it was first held back (and so on). */
+const BUSY_MAX_HOLD_MS = 60_000;
+/**
+ * A file this large is held back also when first seen written within the
+ * last BUSY_QUIET_MS (a copy just started): its first look would otherwise
+ * send the part written so far. Smaller ones go at once (a saved document).
+ */
+const BUSY_LARGE_BYTES = 1024 * 1024;
 
 /** What one cycle did. */
 export interface CycleResult {
@@ -100,6 +119,10 @@ export class Engine {
   private readonly progress: Progress;
   /** Downloads cut off by a lost connection, resumed on the next cycle. */
   private readonly partials: PartialDownloads;
+  /** The last change seen of files changed lately, per local path, to tell one still being written; `heldSince` while it is held back. */
+  private readonly lastChanges = new Map<string, { size: number; mtime: number; at: number; heldSince?: number }>();
+  /** Held-back files' next look. */
+  private readonly holdTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(
     private readonly index: LocalIndex,
@@ -113,6 +136,8 @@ export class Engine {
 
   /** Removes what unfinished downloads left in the folder. */
   async close(): Promise<void> {
+    for (const t of this.holdTimers.values()) clearTimeout(t);
+    this.holdTimers.clear();
     await this.partials.clear();
   }
 
@@ -426,7 +451,15 @@ export class Engine {
    * a budget; a large file's chunks go up while it is read.
    */
   private async hashWhereNeeded(states: Map<RelPath, PathStates>, conn: Connection): Promise<void> {
-    const todo = [...states].filter(([, st]) => needsHash(st));
+    const now = Date.now();
+    // Forgotten once they cannot matter any more (a held-back file deleted meanwhile, too).
+    for (const [p, c] of this.lastChanges) if (now - c.at > (c.heldSince === undefined ? BUSY_WINDOW_MS : BUSY_MAX_HOLD_MS)) this.lastChanges.delete(p);
+    const todo = [...states].filter(([p, st]) => {
+      if (!needsHash(st)) return false;
+      if (!this.stillWritten(st.local!, now)) return true;
+      states.delete(p);
+      return false;
+    });
     let kept = 0;
     const hashOne = async ([p, st]: [RelPath, PathStates], eager?: EagerUpload) => {
       const l = st.local as LocalView;
@@ -475,6 +508,45 @@ export class Engine {
     }
   }
 
+
+  /**
+   * True when a changed file is still being written: it changed again
+   * within BUSY_WINDOW_MS of its last change and grew or is large, or it is
+   * large and was written just now, or it is held back already and changed
+   * since or has not been left alone for BUSY_QUIET_MS yet. It sits this
+   * cycle out and is looked at again once it may have been left alone long
+   * enough. Without this every look at it is a new version: a 4 GiB video
+   * copied in from a card at 30 MB/s would be hashed again and sent, up and
+   * down to every device, a few hundred times. A small file saved goes at
+   * once (edit latency), and so does a second save that does not grow it.
+   */
+  private stillWritten(l: LocalView, now: number): boolean {
+    if (!this.opts.holdWhileWritten) return false;
+    const prev = this.lastChanges.get(l.localPath);
+    const same = prev !== undefined && prev.size === l.size && prev.mtime === l.mtime;
+    let hold: boolean;
+    if (prev?.heldSince !== undefined) hold = same ? now - prev.at < BUSY_QUIET_MS : now - prev.heldSince < BUSY_MAX_HOLD_MS;
+    else if (same) hold = false; // looked at again unchanged (its push is retried)
+    else if (prev !== undefined && now - prev.at < BUSY_WINDOW_MS) hold = l.size > prev.size || l.size >= BUSY_LARGE_BYTES;
+    else hold = l.size >= BUSY_LARGE_BYTES && now - l.mtime < BUSY_QUIET_MS;
+    const at = same ? prev.at : now;
+    this.lastChanges.set(l.localPath, { size: l.size, mtime: l.mtime, at, heldSince: hold ? (prev?.heldSince ?? now) : undefined });
+    if (hold) this.lookAgainAt(l.localPath, at + BUSY_QUIET_MS - now);
+    if (TRACE && hold) process.stderr.write(`keepsync trace: still being written, looked at again in ${at + BUSY_QUIET_MS - now} ms: ${l.localPath}\n`);
+    return hold;
+  }
+
+  /** Looks at a held-back file again in `ms`. */
+  private lookAgainAt(localPath: string, ms: number): void {
+    clearTimeout(this.holdTimers.get(localPath));
+    const timer = setTimeout(() => {
+      this.holdTimers.delete(localPath);
+      this.markLocal(localPath);
+      this.opts.wake?.();
+    }, Math.max(ms, 0) + 10);
+    timer.unref();
+    this.holdTimers.set(localPath, timer);
+  }
 
   /** Records the status change time of files synced before it was kept, as the scan found them unchanged. */
   private learnCtimes(states: Map<RelPath, PathStates>): void {

@@ -57,10 +57,9 @@ const BUSY_QUIET_MS = 1_000;
 /** or, while it keeps changing, this long after it was first held back (and so on). */
 const BUSY_MAX_HOLD_MS = 60_000;
 /**
- * A file this large, or an empty one, is held back also when first seen
- * written within the last BUSY_QUIET_MS (a copy or a download just started):
- * its first look would otherwise send the part written so far, or nothing,
- * as a version of its own. Other small ones go at once (a saved document).
+ * A file this large is held back also when first seen written within the
+ * last BUSY_QUIET_MS (a copy just started): its first look would otherwise
+ * send the part written so far. Smaller ones go at once (a saved document).
  */
 const BUSY_LARGE_BYTES = 1024 * 1024;
 
@@ -513,7 +512,7 @@ export class Engine {
   /**
    * True when a changed file is still being written: it changed again
    * within BUSY_WINDOW_MS of its last change and grew or is large, or it is
-   * large or empty and was written just now, or it is held back already and changed
+   * large and was written just now, or it is held back already and changed
    * since or has not been left alone for BUSY_QUIET_MS yet. It sits this
    * cycle out and is looked at again once it may have been left alone long
    * enough. Without this every look at it is a new version: a 4 GiB video
@@ -529,7 +528,7 @@ export class Engine {
     if (prev?.heldSince !== undefined) hold = same ? now - prev.at < BUSY_QUIET_MS : now - prev.heldSince < BUSY_MAX_HOLD_MS;
     else if (same) hold = false; // looked at again unchanged (its push is retried)
     else if (prev !== undefined && now - prev.at < BUSY_WINDOW_MS) hold = l.size > prev.size || l.size >= BUSY_LARGE_BYTES;
-    else hold = (l.size >= BUSY_LARGE_BYTES || l.size === 0) && now - l.mtime < BUSY_QUIET_MS;
+    else hold = l.size >= BUSY_LARGE_BYTES && now - l.mtime < BUSY_QUIET_MS;
     const at = same ? prev.at : now;
     this.lastChanges.set(l.localPath, { size: l.size, mtime: l.mtime, at, heldSince: hold ? (prev?.heldSince ?? now) : undefined });
     if (hold) this.lookAgainAt(l.localPath, at + BUSY_QUIET_MS - now);

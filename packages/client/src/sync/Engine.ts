@@ -508,7 +508,6 @@ export class Engine {
     }
   }
 
-
   /**
    * True when a changed file is still being written: it changed again
    * within BUSY_WINDOW_MS of its last change and grew or is large, or it is
@@ -531,8 +530,11 @@ export class Engine {
     else hold = l.size >= BUSY_LARGE_BYTES && now - l.mtime < BUSY_QUIET_MS;
     const at = same ? prev.at : now;
     this.lastChanges.set(l.localPath, { size: l.size, mtime: l.mtime, at, heldSince: hold ? (prev?.heldSince ?? now) : undefined });
-    if (hold) this.lookAgainAt(l.localPath, at + BUSY_QUIET_MS - now);
-    if (TRACE && hold) process.stderr.write(`keepsync trace: still being written, looked at again in ${at + BUSY_QUIET_MS - now} ms: ${l.localPath}\n`);
+    if (hold) {
+      const wait = at + BUSY_QUIET_MS - now;
+      this.lookAgainAt(l.localPath, wait);
+      if (TRACE) process.stderr.write(`keepsync trace: still being written, looked at again in ${wait} ms: ${l.localPath}\n`);
+    }
     return hold;
   }
 
